@@ -1,0 +1,89 @@
+//! The `flights` wire format: one JSON object per state vector, keyed by `icao24`.
+
+use serde::{Deserialize, Serialize};
+
+/// One position report as it travels through Kafka.
+///
+/// Field names follow the OpenSky documentation; times are integer Unix seconds;
+/// `snapshot_time` is the `time` of the response the vector came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlightRecord {
+    /// ICAO 24-bit transponder address, 6 lowercase hex digits.
+    pub icao24: String,
+    /// Callsign, trimmed; `None` when the feed sent none.
+    pub callsign: Option<String>,
+    /// Country of registration, trimmed; `None` when empty (FLARM positions).
+    pub origin_country: Option<String>,
+    /// Time of the last position update.
+    pub time_position: i64,
+    /// Time of the last message of any kind.
+    pub last_contact: i64,
+    /// WGS-84 longitude in degrees.
+    pub longitude: f64,
+    /// WGS-84 latitude in degrees.
+    pub latitude: f64,
+    /// Barometric altitude in metres; can be negative.
+    pub baro_altitude: Option<f64>,
+    /// Whether the aircraft reported being on the ground.
+    pub on_ground: bool,
+    /// Ground speed in m/s.
+    pub velocity: Option<f64>,
+    /// Track in degrees clockwise from north; FLARM sends -180..0.
+    pub true_track: Option<f64>,
+    /// Vertical rate in m/s.
+    pub vertical_rate: Option<f64>,
+    /// Geometric altitude in metres.
+    pub geo_altitude: Option<f64>,
+    /// Transponder code, leading zeros kept.
+    pub squawk: Option<String>,
+    /// Special purpose indicator.
+    pub spi: bool,
+    /// 0 ADS-B, 1 ASTERIX, 2 MLAT, 3 FLARM.
+    pub position_source: i16,
+    /// Aircraft category, only present with `extended=1`.
+    #[serde(default)]
+    pub category: Option<i16>,
+    /// The `time` of the response this vector came from.
+    pub snapshot_time: i64,
+}
+
+impl FlightRecord {
+    /// Decodes one Kafka record value.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Encodes the record as the Kafka record value.
+    pub fn to_json(&self) -> Vec<u8> {
+        // A struct of strings, numbers and booleans always serialises; non-finite
+        // floats become `null`, which validation then rejects downstream.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_round_trips_unchanged() {
+        let json = r#"{"icao24":"3c6444","callsign":"DLH9LF","origin_country":"Germany","time_position":1649392655,"last_contact":1649392658,"longitude":8.5412,"latitude":50.0335,"baro_altitude":11277.6,"on_ground":false,"velocity":230.1,"true_track":85.2,"vertical_rate":0.0,"geo_altitude":11600.2,"squawk":"1000","spi":false,"position_source":0,"category":null,"snapshot_time":1649392659}"#;
+        let record = FlightRecord::from_json(json.as_bytes()).expect("design example decodes");
+        assert_eq!(record.icao24, "3c6444");
+        assert_eq!(record.baro_altitude, Some(11277.6));
+        assert_eq!(String::from_utf8(record.to_json()).expect("utf-8"), json);
+    }
+
+    #[test]
+    fn missing_category_reads_as_null() {
+        let json = r#"{"icao24":"3c6444","callsign":null,"origin_country":null,"time_position":1649392655,"last_contact":1649392658,"longitude":8.5,"latitude":50.0,"baro_altitude":null,"on_ground":true,"velocity":null,"true_track":null,"vertical_rate":null,"geo_altitude":null,"squawk":null,"spi":false,"position_source":0,"snapshot_time":1649392659}"#;
+        let record = FlightRecord::from_json(json.as_bytes()).expect("decodes");
+        assert_eq!(record.category, None);
+    }
+
+    #[test]
+    fn a_missing_required_field_is_an_error_naming_it() {
+        let err = FlightRecord::from_json(br#"{"icao24":"3c6444"}"#).expect_err("must fail");
+        assert!(err.to_string().contains("missing field"), "{err}");
+    }
+}
