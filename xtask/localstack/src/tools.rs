@@ -1,0 +1,86 @@
+//! Finding, and when needed installing, the external programs the local stack runs.
+//!
+//! tansu is installed with `cargo install` at a pinned version into a cache shared by
+//! every checkout (`$FLIGHTDECK_TOOLS_DIR`, default `~/.cache/flightdeck/tools`).
+//! NB: the cache lives outside `target/` on purpose: the install compiles for about
+//! 15-20 minutes on a two-core machine, and `cargo clean` or a fresh clone should not
+//! pay that again.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The tansu version the stack is tested with.
+pub const TANSU_VERSION: &str = "0.6.0";
+/// The cargo features tansu is built with: `libsql` gives the durable sqlite engine.
+pub const TANSU_FEATURES: &str = "libsql,dynostore";
+
+/// The first `name` on `PATH` that is a file.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Where pinned tools are installed.
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLIGHTDECK_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    cache.join("flightdeck").join("tools")
+}
+
+/// Where the pinned tansu binary lives once installed.
+pub fn tansu_path() -> PathBuf {
+    tools_dir()
+        .join(format!("tansu-{TANSU_VERSION}"))
+        .join("bin")
+        .join("tansu")
+}
+
+/// The pinned tansu, installing it first when it is missing.
+pub fn tansu() -> anyhow::Result<PathBuf> {
+    let path = tansu_path();
+    if path.is_file() {
+        return Ok(path);
+    }
+    install_tansu(&path)?;
+    Ok(path)
+}
+
+fn install_tansu(path: &Path) -> anyhow::Result<()> {
+    let root = path
+        .parent()
+        .and_then(Path::parent)
+        .context("tansu path has a root")?;
+    eprintln!(
+        "flightdeck: installing tansu {TANSU_VERSION} (a Kafka-protocol broker) into {}\n\
+         flightdeck: this happens once and compiles for about 15-20 minutes; cargo's progress follows",
+        root.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["install", "--locked", &format!("tansu@{TANSU_VERSION}")])
+        .args(["--features", TANSU_FEATURES, "--root"])
+        .arg(root)
+        // Our workspace's target dir and toolchain file must not leak into the install.
+        .env_remove("CARGO_TARGET_DIR")
+        .current_dir(std::env::temp_dir())
+        .status()
+        .context("run `cargo install tansu`")?;
+    if !status.success() || !path.is_file() {
+        bail!(
+            "installing tansu failed ({status}); run it by hand to see why:\n  \
+             cargo install --locked tansu@{TANSU_VERSION} --features {TANSU_FEATURES} --root {}",
+            root.display()
+        );
+    }
+    Ok(())
+}
