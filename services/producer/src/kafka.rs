@@ -1,0 +1,271 @@
+//! The Kafka side: a librdkafka `FutureProducer` writing [`FlightRecord`]s to the
+//! `flights` topic, key `icao24`, value [`FlightRecord::to_json`].
+//!
+//! Guarantee: [`FlightProducer::produce`] returns only once the broker acknowledged every
+//! record (`acks=all`), or fails naming how many it did not. With idempotence on,
+//! librdkafka's own retries add no duplicates; a replay or a restart can still produce a
+//! record twice, which the processor's idempotent table absorbs (at least once).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use flight_model::FlightRecord;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tracing::{info, warn};
+
+use crate::retry::Backoff;
+use crate::{Error, Result};
+
+/// How long one metadata request may take when checking that the broker is reachable.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Waits between broker reachability checks.
+const BROKER_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(10),
+};
+/// How long [`FlightProducer::flush`] waits for records still in librdkafka's queue.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The librdkafka settings of the producer.
+pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap_servers)
+        // Names this client in broker logs and metrics.
+        .set("client.id", "flightdeck-producer")
+        // librdkafka retries failed sends by itself; idempotence makes those retries
+        // neither duplicate nor reorder records within a partition.
+        .set("enable.idempotence", "true")
+        // A record counts as delivered only once every in-sync replica has it. Implied
+        // by idempotence; spelled out because the delivery guarantee rests on it.
+        .set("acks", "all")
+        // A snapshot (thousands of records) is produced in one burst: wait up to 20 ms
+        // to fill batches (default 5 ms); the poll interval is seconds, so this is free.
+        .set("linger.ms", "20")
+        // Give up on a record after 60 s instead of the default 5 min, so a replay
+        // against a dead broker fails within minutes rather than hanging.
+        .set("message.timeout.ms", "60000");
+    config
+}
+
+/// A producer for the flights topic. Cheap to share by reference.
+pub struct FlightProducer {
+    producer: FutureProducer,
+    topic: String,
+    bootstrap_servers: String,
+}
+
+impl std::fmt::Debug for FlightProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightProducer")
+            .field("topic", &self.topic)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlightProducer {
+    /// Creates the producer; librdkafka connects in the background.
+    pub fn new(bootstrap_servers: &str, topic: &str) -> Result<Self> {
+        let producer = client_config(bootstrap_servers)
+            .create()
+            .map_err(Error::CreateProducer)?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+            bootstrap_servers: bootstrap_servers.to_owned(),
+        })
+    }
+
+    /// Waits until a broker answers a metadata request, retrying with backoff and
+    /// logging each failed attempt; with `give_up_after` it fails once that much time
+    /// has passed, else it tries for ever.
+    pub async fn wait_for_broker(&self, give_up_after: Option<Duration>) -> Result<()> {
+        let started = Instant::now();
+        let mut attempt = 0_u32;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let error = match self.fetch_metadata().await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let waited = started.elapsed();
+            let mut retry_in = BROKER_BACKOFF.delay(attempt, fastrand::f64());
+            if let Some(limit) = give_up_after {
+                if waited >= limit {
+                    return Err(Error::BrokerUnreachable {
+                        bootstrap_servers: self.bootstrap_servers.clone(),
+                        waited,
+                        source: error,
+                    });
+                }
+                retry_in = retry_in.min(limit - waited);
+            }
+            warn!(
+                bootstrap_servers = %self.bootstrap_servers,
+                attempt,
+                retry_in_secs = retry_in.as_secs_f64(),
+                %error,
+                "Kafka broker unreachable: retrying"
+            );
+            tokio::time::sleep(retry_in).await;
+        }
+    }
+
+    async fn fetch_metadata(&self) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        // NB: librdkafka's metadata call blocks its thread for up to METADATA_TIMEOUT.
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+        })
+        .await
+        .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))??;
+        match metadata.topics().iter().find(|t| t.name() == self.topic) {
+            Some(topic) if topic.error().is_none() => info!(
+                bootstrap_servers = %self.bootstrap_servers,
+                topic = %self.topic,
+                partitions = topic.partitions().len(),
+                "connected to Kafka"
+            ),
+            _ => warn!(
+                bootstrap_servers = %self.bootstrap_servers,
+                topic = %self.topic,
+                "connected to Kafka, but the topic does not exist yet: records wait for it \
+                 until message.timeout.ms (60 s)"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Produces `records` in order, all in flight at once, and returns how many the
+    /// broker acknowledged once every one is settled. Any failure is an error.
+    pub async fn produce<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a FlightRecord>,
+    ) -> Result<usize> {
+        let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
+        let mut tally = Tally::default();
+        for record in records {
+            let value = record.to_json();
+            let mut next = FutureRecord::to(&self.topic)
+                .key(record.icao24.as_bytes())
+                .payload(&value);
+            loop {
+                match self.producer.send_result(next) {
+                    Ok(delivery) => {
+                        pending.push_back(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's local queue is full: wait for the oldest record
+                        // in flight to settle, which makes room, then try again.
+                        next = back;
+                        match pending.pop_front() {
+                            Some(delivery) => tally.settle(delivery.await),
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err((error, _)) => {
+                        tally.fail(error);
+                        break;
+                    }
+                }
+            }
+        }
+        for delivery in pending {
+            tally.settle(delivery.await);
+        }
+        tally.into_result()
+    }
+
+    /// Waits for anything still queued in librdkafka (nothing, after [`Self::produce`]).
+    pub async fn flush(&self) -> Result<()> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT))
+            .await
+            .unwrap_or(Err(KafkaError::Flush(RDKafkaErrorCode::Fail)))
+            .map_err(|source| Error::Flush {
+                queued: self.producer.in_flight_count(),
+                source,
+            })
+    }
+}
+
+/// Delivery results of one [`FlightProducer::produce`] call.
+#[derive(Debug, Default)]
+struct Tally {
+    acknowledged: usize,
+    failed: usize,
+    first_error: Option<KafkaError>,
+}
+
+impl Tally {
+    fn settle(&mut self, delivery: <DeliveryFuture as std::future::Future>::Output) {
+        match delivery {
+            Ok(Ok(_)) => self.acknowledged += 1,
+            Ok(Err((error, _message))) => self.fail(error),
+            // The producer was dropped before the record settled.
+            Err(_canceled) => self.fail(KafkaError::Canceled),
+        }
+    }
+
+    fn fail(&mut self, error: KafkaError) {
+        self.failed += 1;
+        self.first_error.get_or_insert(error);
+    }
+
+    fn into_result(self) -> Result<usize> {
+        match self.first_error {
+            None => Ok(self.acknowledged),
+            Some(first) => Err(Error::Delivery {
+                failed: self.failed,
+                total: self.failed + self.acknowledged,
+                first,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_is_idempotent_and_waits_for_all_replicas() {
+        let config = client_config("127.0.0.1:9092");
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_is_an_error_naming_the_bootstrap_servers() {
+        // Port 1 on loopback: nothing listens there, and no packet leaves the machine.
+        let producer = FlightProducer::new("127.0.0.1:1", "flights").expect("producer");
+        let err = producer
+            .wait_for_broker(Some(Duration::from_secs(2)))
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(matches!(err, Error::BrokerUnreachable { .. }), "{err:?}");
+        assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    }
+
+    #[test]
+    fn a_tally_with_a_failure_is_an_error_counting_every_record() {
+        let mut tally = Tally {
+            acknowledged: 3,
+            ..Tally::default()
+        };
+        tally.fail(KafkaError::Canceled);
+        let err = tally.into_result().expect_err("one failed");
+        assert_eq!(
+            err.to_string(),
+            "1 of 4 records were not acknowledged by the Kafka broker"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The flightdeck producer: polls the OpenSky REST API, or replays recorded responses,
+//! and produces one `flights` record per positioned state vector (see `DESIGN.md`).
+//!
+//! [`replay`] and [`live`] are the two modes; [`opensky`] is the HTTP client (with
+//! OAuth2 client credentials), [`retry`] the pure policy deciding when to poll again,
+//! and [`kafka`] the producer that counts what the broker acknowledged.
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod config;
+pub mod kafka;
+pub mod live;
+pub mod opensky;
+pub mod replay;
+pub mod retry;
+pub mod telemetry;
+
+pub use config::Config;
+
+/// Everything that can go wrong in the producer.
+///
+/// No variant carries the OAuth2 client secret or an access token, so every error can
+/// be logged as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or environment variable has a value the producer cannot work with.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A replay file could not be read.
+    #[error("cannot read replay file {}", path.display())]
+    ReadReplayFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A replay file is not an OpenSky `/api/states/all` response.
+    #[error("cannot replay {}", path.display())]
+    DecodeReplayFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: flight_model::DecodeError,
+    },
+
+    /// The HTTP client could not be built (no TLS backend).
+    #[error("cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+
+    /// librdkafka refused the producer configuration.
+    #[error("cannot create the Kafka producer")]
+    CreateProducer(#[source] rdkafka::error::KafkaError),
+
+    /// No broker answered a metadata request within the allowed time.
+    #[error("Kafka broker at {bootstrap_servers} is unreachable (gave up after {waited:?})")]
+    BrokerUnreachable {
+        /// The `--bootstrap-servers` that were tried.
+        bootstrap_servers: String,
+        /// How long the producer kept trying.
+        waited: Duration,
+        /// The last error librdkafka reported.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The broker did not acknowledge every record.
+    #[error("{failed} of {total} records were not acknowledged by the Kafka broker")]
+    Delivery {
+        /// Records that failed.
+        failed: usize,
+        /// Records sent.
+        total: usize,
+        /// The first failure.
+        #[source]
+        first: rdkafka::error::KafkaError,
+    },
+
+    /// Records still queued at shutdown were not delivered in time.
+    #[error("{queued} records were still queued for the Kafka broker when the flush timed out")]
+    Flush {
+        /// Records librdkafka still held.
+        queued: i32,
+        /// The flush error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// No TCP connection to OpenSky (or its token endpoint) could be made.
+    #[error("OpenSky is unreachable ({url})")]
+    Unreachable {
+        /// The URL requested, without credentials.
+        url: String,
+        /// The connection error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// OpenSky did not answer in time.
+    #[error("OpenSky did not answer in time ({url})")]
+    Timeout {
+        /// The URL requested.
+        url: String,
+        /// The timeout error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// Any other transport failure (a reset connection, a broken body stream).
+    #[error("request to OpenSky failed ({url})")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// OpenSky answered with a 5xx status.
+    #[error("OpenSky answered HTTP {status} (server error) for {url}")]
+    ServerError {
+        /// The status code.
+        status: u16,
+        /// The URL requested.
+        url: String,
+    },
+
+    /// OpenSky answered 200 with a body that is not a states response.
+    #[error("OpenSky's response body could not be decoded ({url})")]
+    DecodeResponse {
+        /// The URL requested.
+        url: String,
+        /// What is wrong with the body.
+        #[source]
+        source: flight_model::DecodeError,
+    },
+
+    /// OpenSky answered a 4xx status that retrying will not fix (bad query, wrong URL).
+    #[error(
+        "OpenSky rejected the request to {url} with HTTP {status}; retrying will not help: check the URL and the query flags"
+    )]
+    Rejected {
+        /// The status code.
+        status: u16,
+        /// The URL requested.
+        url: String,
+    },
+
+    /// OpenSky answered 401 even to a freshly fetched access token.
+    #[error("OpenSky answered HTTP 401 to a freshly fetched access token ({url})")]
+    Unauthorized {
+        /// The URL requested.
+        url: String,
+    },
+
+    /// The token endpoint refused the client credentials.
+    #[error(
+        "the OpenSky token endpoint rejected the credentials of client id {client_id:?} \
+         with HTTP {status} ({url}); check OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET"
+    )]
+    CredentialsRejected {
+        /// The client id (never the secret).
+        client_id: String,
+        /// The status code.
+        status: u16,
+        /// The token endpoint.
+        url: String,
+    },
+
+    /// The token endpoint answered 429 or a 5xx status.
+    #[error("the OpenSky token endpoint is unavailable: HTTP {status} ({url})")]
+    TokenUnavailable {
+        /// The status code.
+        status: u16,
+        /// The token endpoint.
+        url: String,
+    },
+
+    /// The token endpoint answered 200 with something that is not an OAuth2 token.
+    #[error("the OpenSky token endpoint's answer is not an OAuth2 token response ({url})")]
+    DecodeToken {
+        /// The token endpoint.
+        url: String,
+        /// What is wrong with it. `access_token` is read as a string, so this never quotes it.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The producer's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the live loop should back off and try again rather than stop.
+    ///
+    /// Outages and garbage are retried; answers that say the configuration is wrong
+    /// (rejected credentials, a 4xx for the query) are not, so they surface at once.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. }
+            | Self::Timeout { .. }
+            | Self::Transport { .. }
+            | Self::ServerError { .. }
+            | Self::DecodeResponse { .. }
+            | Self::TokenUnavailable { .. }
+            | Self::DecodeToken { .. }
+            // NB: a 401 to a token the endpoint has just issued is OpenSky's fault, not
+            // ours: the credentials themselves were accepted.
+            | Self::Unauthorized { .. } => true,
+            Self::InvalidConfig(_)
+            | Self::HttpClient(_)
+            | Self::ReadReplayFile { .. }
+            | Self::DecodeReplayFile { .. }
+            | Self::CreateProducer(_)
+            | Self::BrokerUnreachable { .. }
+            | Self::Delivery { .. }
+            | Self::Flush { .. }
+            | Self::Rejected { .. }
+            | Self::CredentialsRejected { .. } => false,
+        }
+    }
+}
+
+/// Formats an error with its whole `source()` chain on one line, for log fields.
+pub fn error_chain(error: &dyn StdError) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
