@@ -30,14 +30,17 @@ impl BrokerKind {
     /// `FLIGHTDECK_BROKER=tansu` or `=kafka` overrides the choice.
     pub fn detect() -> anyhow::Result<Self> {
         let wanted = std::env::var("FLIGHTDECK_BROKER").unwrap_or_default();
-        let kafka = tools::on_path("kafka-server-start.sh").and_then(|p| p.parent().map(Path::to_path_buf));
+        let kafka =
+            tools::on_path("kafka-server-start.sh").and_then(|p| p.parent().map(Path::to_path_buf));
         match (wanted.as_str(), kafka) {
             ("" | "kafka", Some(bin)) => Ok(Self::Kafka { bin }),
             ("kafka", None) => bail!(
                 "FLIGHTDECK_BROKER=kafka but kafka-server-start.sh is not on PATH: run inside `nix develop` \
                  or install Apache Kafka and put its bin/ on PATH"
             ),
-            ("" | "tansu", _) => Ok(Self::Tansu { bin: tools::tansu()? }),
+            ("" | "tansu", _) => Ok(Self::Tansu {
+                bin: tools::tansu()?,
+            }),
             (other, _) => bail!("FLIGHTDECK_BROKER={other:?}: expected `kafka` or `tansu`"),
         }
     }
@@ -69,8 +72,14 @@ impl Broker {
             BrokerKind::Kafka { bin } => kafka_command(bin, dir, port)?,
         };
         let mut process = Managed::spawn("broker", cmd, &log)?;
-        wait_until(&mut process, &kind.name(), Duration::from_secs(120), || crate::port_open(port))?;
-        Ok(Self { port, kind, process })
+        wait_until(&mut process, &kind.name(), Duration::from_secs(120), || {
+            crate::port_open(port)
+        })?;
+        Ok(Self {
+            port,
+            kind,
+            process,
+        })
     }
 
     /// `127.0.0.1:PORT`.
@@ -100,10 +109,15 @@ fn tansu_command(bin: &Path, dir: &Path, port: u16) -> Command {
     cmd.arg("broker")
         .args(["--listener-url", &url, "--advertised-listener-url", &url])
         // NB: the sqlite engine is durable: topic data and committed group offsets survive
-        // a broker restart, which `memory://` would not.
-        .arg("--storage-engine")
-        .arg(format!("sqlite://{}", dir.join("tansu.db").display()))
-        .env("RUST_LOG", std::env::var("FLIGHTDECK_BROKER_LOG").unwrap_or_else(|_| "warn".into()));
+        // a broker restart, which `memory://` would not. tansu resolves the path against
+        // its working directory (an absolute path loses its leading slash), hence the
+        // relative path and `current_dir`.
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("FLIGHTDECK_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     cmd
 }
 
@@ -136,12 +150,21 @@ fn kafka_command(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Command> {
     .context("write server.properties")?;
     if !data.join("meta.properties").exists() {
         let out = Command::new(bin.join("kafka-storage.sh"))
-            .args(["format", "--ignore-formatted", "-t", "MkU3OEVBNTcwNTJENDM2Qg", "-c"])
+            .args([
+                "format",
+                "--ignore-formatted",
+                "-t",
+                "MkU3OEVBNTcwNTJENDM2Qg",
+                "-c",
+            ])
             .arg(&config)
             .output()
             .context("run kafka-storage.sh format")?;
         if !out.status.success() {
-            bail!("kafka-storage.sh format failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kafka-storage.sh format failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     let mut cmd = Command::new(bin.join("kafka-server-start.sh"));

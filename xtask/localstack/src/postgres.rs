@@ -36,7 +36,9 @@ impl Postgres {
     pub fn start(dir: &Path, port: u16, durable: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let run_as = if Uid::effective().is_root() {
-            Some(User::from_name("nobody")?.context("PostgreSQL cannot run as root and there is no `nobody` user to run it as")?)
+            Some(User::from_name("nobody")?.context(
+                "PostgreSQL cannot run as root and there is no `nobody` user to run it as",
+            )?)
         } else {
             None
         };
@@ -56,7 +58,8 @@ impl Postgres {
                 dir.to_owned()
             }
             None => {
-                std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("create {}", dir.display()))?;
                 dir.to_owned()
             }
         };
@@ -64,10 +67,13 @@ impl Postgres {
         if !pgdata.join("PG_VERSION").exists() {
             tracing::info!(data = %pgdata.display(), "initialising a PostgreSQL cluster");
             let mut initdb = Command::new(bin.join("initdb"));
-            initdb
-                .arg("-D")
-                .arg(&pgdata)
-                .args(["-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C"]);
+            initdb.arg("-D").arg(&pgdata).args([
+                "-U",
+                USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ]);
             if !durable {
                 initdb.arg("--no-sync");
             }
@@ -90,15 +96,28 @@ impl Postgres {
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "max_connections=50"]);
         if !durable {
-            postgres.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            postgres.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
         }
         as_user(&mut postgres, run_as.as_ref());
         // NB: SIGINT is PostgreSQL's "fast" shutdown: open transactions roll back, everything
         // committed is on disk.
         let mut process = Managed::spawn("postgres", postgres, &data_dir.join("postgres.log"))?
             .stop_with(Signal::SIGINT, Duration::from_secs(30));
-        wait_until(&mut process, "PostgreSQL", Duration::from_secs(60), || crate::port_open(port))?;
-        let server = Self { port, data_dir, process };
+        wait_until(&mut process, "PostgreSQL", Duration::from_secs(60), || {
+            crate::port_open(port)
+        })?;
+        let server = Self {
+            port,
+            data_dir,
+            process,
+        };
         server.create_database(&bin)?;
         Ok(server)
     }
@@ -127,7 +146,15 @@ impl Postgres {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = Command::new(bin.join("createdb"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, DATABASE])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    USER,
+                    DATABASE,
+                ])
                 .output()
                 .context("run createdb")?;
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -145,7 +172,9 @@ impl Postgres {
 
 fn as_user(cmd: &mut Command, user: Option<&User>) {
     if let Some(user) = user {
-        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw()).env("HOME", "/tmp");
+        cmd.uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .env("HOME", "/tmp");
     }
 }
 
@@ -169,14 +198,22 @@ fn fallback_dir(dir: &Path) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut hasher);
-    PathBuf::from(format!("/var/tmp/flightdeck-postgres/{:016x}", hasher.finish()))
+    PathBuf::from(format!(
+        "/var/tmp/flightdeck-postgres/{:016x}",
+        hasher.finish()
+    ))
 }
 
 /// The directory holding `initdb` and `postgres`: from `PATH`, else Debian's newest
 /// `/usr/lib/postgresql/*/bin`.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = crate::tools::on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf))
+    // NB: the real directory, not a symlink farm such as /usr/local/bin that may link
+    // initdb and postgres but not createdb.
+    if let Some(dir) = crate::tools::on_path("initdb")
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf))
         && dir.join("postgres").exists()
+        && dir.join("createdb").exists()
     {
         return Ok(dir);
     }

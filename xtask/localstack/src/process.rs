@@ -6,7 +6,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, kill};
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 /// A child process; dropping it sends `stop_signal` and waits, then kills it.
@@ -28,7 +29,8 @@ impl Managed {
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
         if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
         }
         let out = File::options()
             .create(true)
@@ -36,7 +38,10 @@ impl Managed {
             .open(log)
             .with_context(|| format!("open log file {}", log.display()))?;
         let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let child = cmd
             .spawn()
             .with_context(|| format!("start {name} ({:?})", cmd.get_program()))?;

@@ -13,7 +13,11 @@ pub const FLIGHTS_PARTITIONS: i32 = 3;
 
 /// Creates `flights` (3 partitions) and `flights.dlq` (1 partition) unless they exist.
 pub async fn create_flightdeck_topics(bootstrap_servers: &str) -> anyhow::Result<()> {
-    create_topics(bootstrap_servers, &[("flights", FLIGHTS_PARTITIONS), ("flights.dlq", 1)]).await
+    create_topics(
+        bootstrap_servers,
+        &[("flights", FLIGHTS_PARTITIONS), ("flights.dlq", 1)],
+    )
+    .await
 }
 
 /// Creates each `(name, partitions)` topic with replication factor 1, keeping existing ones.
@@ -35,7 +39,9 @@ pub async fn create_topics(bootstrap_servers: &str, topics: &[(&str, i32)]) -> a
                 for result in results {
                     match result {
                         Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((topic, code)) => bail!("create topic {topic} on {bootstrap_servers}: {code}"),
+                        Err((topic, code)) => {
+                            bail!("create topic {topic} on {bootstrap_servers}: {code}")
+                        }
                     }
                 }
                 return Ok(());
@@ -44,7 +50,9 @@ pub async fn create_topics(bootstrap_servers: &str, topics: &[(&str, i32)]) -> a
                 tracing::debug!(%e, "broker not ready for admin requests yet");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(e).with_context(|| format!("create topics on {bootstrap_servers}")),
+            Err(e) => {
+                return Err(e).with_context(|| format!("create topics on {bootstrap_servers}"));
+            }
         }
     }
 }

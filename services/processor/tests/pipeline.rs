@@ -1,0 +1,370 @@
+//! The processor binary against a real PostgreSQL and a real Kafka-protocol broker.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flight_model::FlightRecord;
+use localstack::Stack;
+use localstack::process::Managed;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sqlx::PgPool;
+
+fn record(i: u32) -> FlightRecord {
+    FlightRecord {
+        icao24: format!("{:06x}", 0xa00000 + i),
+        callsign: Some(format!("TST{i}")),
+        origin_country: Some(if i % 3 == 0 { "Germany" } else { "France" }.into()),
+        time_position: 1_649_392_000 + i64::from(i % 7),
+        last_contact: 1_649_392_010,
+        longitude: 8.5,
+        latitude: 50.0,
+        baro_altitude: Some(-15.0),
+        on_ground: false,
+        velocity: Some(230.0),
+        true_track: Some(-90.0),
+        vertical_rate: None,
+        geo_altitude: None,
+        squawk: Some("0505".into()),
+        spi: false,
+        position_source: 0,
+        category: None,
+        snapshot_time: 1_649_392_020,
+    }
+}
+
+async fn produce(bootstrap: &str, values: &[(Option<String>, Option<Vec<u8>>)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::new();
+    for (key, value) in values {
+        let mut r: FutureRecord<'_, str, [u8]> = FutureRecord::to("flights");
+        if let Some(k) = key {
+            r = r.key(k.as_str());
+        }
+        if let Some(v) = value {
+            r = r.payload(v.as_slice());
+        }
+        pending.push(producer.send_result(r).expect("enqueue"));
+    }
+    for p in pending {
+        p.await.expect("delivery future").expect("delivered");
+    }
+}
+
+fn valid(range: std::ops::Range<u32>) -> Vec<(Option<String>, Option<Vec<u8>>)> {
+    range
+        .map(|i| {
+            let r = record(i);
+            (Some(r.icao24.clone()), Some(r.to_json()))
+        })
+        .collect()
+}
+
+fn start_processor(stack: &Stack, dir: &Path, name: &str, batch_size: usize) -> (Managed, u16) {
+    let port = localstack::free_port().expect("port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
+    cmd.env("DATABASE_URL", stack.database_url())
+        .env("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers())
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("BATCH_SIZE", batch_size.to_string())
+        .env("BATCH_LINGER_MS", "50")
+        .env("RUST_LOG", "info");
+    let process =
+        Managed::spawn(name, cmd, &dir.join(format!("{name}.log"))).expect("spawn processor");
+    (process, port)
+}
+
+async fn count(pool: &PgPool) -> i64 {
+    match sqlx::query_scalar("SELECT count(*) FROM flight_data")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(n) => n,
+        Err(_) => -1, // the processor has not migrated yet
+    }
+}
+
+async fn wait_for(
+    what: &str,
+    process: &mut Managed,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        process.ensure_running().expect("processor running");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            localstack::process::tail(process.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn dlq_records(bootstrap: &str) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "pipeline-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks("flights.dlq", 0, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("flights.dlq", 0, Offset::Beginning)
+        .expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < high && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], key: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valid_records_land_once_and_invalid_ones_reach_the_dlq_with_their_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    let mut bad_lat = record(999);
+    bad_lat.latitude = 91.0;
+    let mut bad_icao = record(998);
+    bad_icao.icao24 = "XYZ123".into();
+    let invalid: Vec<(Option<String>, Option<Vec<u8>>)> = vec![
+        (Some("junk".into()), Some(b"{not json".to_vec())),
+        (
+            Some("wrongtype".into()),
+            Some(br#"{"icao24": 42}"#.to_vec()),
+        ),
+        (Some(bad_lat.icao24.clone()), Some(bad_lat.to_json())),
+        (Some("XYZ123".into()), Some(bad_icao.to_json())),
+        (Some("empty".into()), None),
+    ];
+    let mut all = valid(0..50);
+    all.splice(10..10, invalid.clone());
+    // Every valid record twice: a replay must not add rows.
+    all.extend(valid(0..50));
+    produce(&stack.bootstrap_servers(), &all).await;
+
+    let (mut processor, http_port) = start_processor(&stack, dir.path(), "processor", 16);
+    let pool = PgPool::connect(&stack.database_url())
+        .await
+        .expect("connect");
+    wait_for(
+        "50 rows",
+        &mut processor,
+        Duration::from_secs(60),
+        async || count(&pool).await == 50,
+    )
+    .await;
+    let dlq = dlq_records(&stack.bootstrap_servers());
+    assert_eq!(dlq.len(), 5, "every invalid record is dead-lettered once");
+    // Records of different keys sit in different partitions: match by payload, not order.
+    let expected = [
+        "malformed",
+        "malformed",
+        "latitude_out_of_range",
+        "invalid_icao24",
+        "malformed",
+    ];
+    for ((_, original), reason) in invalid.iter().zip(expected) {
+        let original = original.as_deref().unwrap_or_default();
+        let (_, headers) = dlq
+            .iter()
+            .find(|(payload, _)| payload.as_slice() == original)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} dead-lettered unchanged",
+                    String::from_utf8_lossy(original)
+                )
+            });
+        assert_eq!(header(headers, "flightdeck.reason"), reason, "{headers:?}");
+        assert_eq!(header(headers, "flightdeck.source.topic"), "flights");
+        assert!(
+            header(headers, "flightdeck.source.offset")
+                .parse::<i64>()
+                .is_ok(),
+            "{headers:?}"
+        );
+        assert!(
+            header(headers, "flightdeck.source.partition")
+                .parse::<i32>()
+                .is_ok(),
+            "{headers:?}"
+        );
+        assert!(!header(headers, "flightdeck.detail").is_empty());
+    }
+
+    let client = reqwest_free_get(http_port, "/readyz").await;
+    assert!(client.starts_with("HTTP/1.1 200"), "{client}");
+    let metrics = reqwest_free_get(http_port, "/metrics").await;
+    assert!(
+        metrics.contains("flightdeck_rows_written_total 50"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flightdeck_duplicates_skipped_total 50"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flightdeck_records_rejected_total{reason=\"malformed\"} 3"),
+        "{metrics}"
+    );
+
+    let status = processor.stop();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM exits 0: {status:?}"
+    );
+    let row: (String, Option<String>, f64, Option<String>) =
+        sqlx::query_as("SELECT icao24, origin_country, baro_altitude, squawk FROM flight_data ORDER BY icao24 LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert_eq!(
+        row,
+        (
+            "a00000".into(),
+            Some("Germany".into()),
+            -15.0,
+            Some("0505".into())
+        )
+    );
+}
+
+/// A plain HTTP/1.1 GET, so the test needs no HTTP client crate.
+async fn reqwest_free_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect http");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_killed_mid_stream_restarts_without_losing_or_duplicating_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    const TOTAL: u32 = 20_000;
+    produce(&stack.bootstrap_servers(), &valid(0..TOTAL)).await;
+    let pool = PgPool::connect(&stack.database_url())
+        .await
+        .expect("connect");
+
+    let (mut first, _) = start_processor(&stack, dir.path(), "first", 500);
+    wait_for(
+        "some rows",
+        &mut first,
+        Duration::from_secs(120),
+        async || count(&pool).await > 0,
+    )
+    .await;
+    // SIGKILL: no chance to finish the batch or commit.
+    let landed_before_kill = {
+        drop(first.stop_with(nix_sigkill(), Duration::from_secs(5)));
+        count(&pool).await
+    };
+    assert!(
+        landed_before_kill < i64::from(TOTAL),
+        "killed mid-stream ({landed_before_kill} rows)"
+    );
+
+    let (mut second, _) = start_processor(&stack, dir.path(), "second", 500);
+    wait_for(
+        "every row",
+        &mut second,
+        Duration::from_secs(180),
+        async || count(&pool).await >= i64::from(TOTAL),
+    )
+    .await;
+    second.stop();
+    assert_eq!(
+        count(&pool).await,
+        i64::from(TOTAL),
+        "every record exactly once"
+    );
+}
+
+fn nix_sigkill() -> localstack::process::Signal {
+    localstack::process::Signal::SIGKILL
+}
+
+#[test]
+fn an_unreachable_database_is_named_with_its_password_redacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed = localstack::free_port().expect("port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
+    cmd.env(
+        "DATABASE_URL",
+        format!("postgres://app:hunter2@127.0.0.1:{closed}/flights"),
+    )
+    .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    .env("HTTP_ADDR", "127.0.0.1:0");
+    let mut process = Managed::spawn("processor", cmd, &dir.path().join("p.log")).expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(process.log()).unwrap_or_default();
+        if log.matches("postgres unreachable").count() >= 2 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        process.try_status().is_none(),
+        "keeps retrying instead of exiting:\n{log}"
+    );
+    process.stop();
+    assert!(
+        log.matches("postgres unreachable").count() >= 2,
+        "retries with a clear message:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("app:***@127.0.0.1:{closed}/flights")),
+        "names where:\n{log}"
+    );
+    assert!(!log.contains("hunter2"), "password leaked:\n{log}");
+}
