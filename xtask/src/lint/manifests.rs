@@ -107,7 +107,10 @@ pub fn check(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
             Err(error) => vec![type_error(rel, doc, kind, &error)],
         };
     }
-    let served: Vec<&str> = builtin_api_versions(kind).into_iter().chain(crds::api_version_of(kind)).collect();
+    let served: Vec<&str> = builtin_api_versions(kind)
+        .into_iter()
+        .chain(crds::api_version_of(kind))
+        .collect();
     let line = doc.line_of(&[Seg::Key("apiVersion".into())]);
     if served.is_empty() {
         vec![Finding::new(
@@ -148,13 +151,19 @@ fn diff(orig: &Value, back: &Value, path: &mut Vec<Seg>, out: &mut Vec<(Vec<Seg>
             for (key, value) in a {
                 let name = match key {
                     Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 };
                 path.push(Seg::Key(name));
                 match b.get(key) {
                     Some(back_value) => diff(value, back_value, path, out),
                     None if value.is_null() => {}
-                    None => out.push((path.clone(), "is not part of the schema (dropped on apply)".into())),
+                    None => out.push((
+                        path.clone(),
+                        "is not part of the schema (dropped on apply)".into(),
+                    )),
                 }
                 path.pop();
             }
@@ -192,5 +201,9 @@ fn scalar_text(value: &Value) -> Option<String> {
 fn short(value: &Value) -> String {
     let text = serde_yaml::to_string(value).unwrap_or_default();
     let text = text.trim().replace('\n', " ");
-    if text.chars().count() > 60 { format!("{}…", text.chars().take(60).collect::<String>()) } else { text }
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
 }

@@ -79,14 +79,31 @@ pub struct Finding {
 
 impl Finding {
     /// A finding at `file:line`.
-    pub fn new(file: &Path, line: usize, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Finding { file: file.to_path_buf(), line, message: message.into(), fix: fix.into() }
+    pub fn new(
+        file: &Path,
+        line: usize,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Finding {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+            fix: fix.into(),
+        }
     }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}\n    fix: {}", self.file.display(), self.line, self.message, self.fix)
+        write!(
+            f,
+            "{}:{}: {}\n    fix: {}",
+            self.file.display(),
+            self.line,
+            self.message,
+            self.fix
+        )
     }
 }
 
@@ -120,10 +137,14 @@ fn files_with_extension(dir: &Path, extensions: &[&str]) -> anyhow::Result<Vec<P
     }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).with_context(|| format!("read directory {}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("read directory {}", dir.display()))?;
         for entry in entries {
             let path = entry.context("read directory entry")?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if path.is_dir() {
                 if !name.starts_with('.') {
                     stack.push(path);

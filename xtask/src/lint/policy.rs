@@ -43,7 +43,7 @@ fn key(path: &[Seg]) -> Option<&str> {
     }
 }
 
-fn child<'a>(path: &[Seg], name: &str) -> Vec<Seg> {
+fn child(path: &[Seg], name: &str) -> Vec<Seg> {
     let mut out = path.to_vec();
     out.push(Seg::Key(name.to_string()));
     out
@@ -58,7 +58,9 @@ pub fn unpinned_image(reference: &str) -> Option<String> {
     match last.split_once(':') {
         None => Some(format!("image `{reference}` has no tag")),
         Some((_, "")) => Some(format!("image `{reference}` has an empty tag")),
-        Some((_, tag)) if tag == "latest" || tag.contains('*') => Some(format!("image `{reference}` uses the moving tag `{tag}`")),
+        Some((_, tag)) if tag == "latest" || tag.contains('*') => {
+            Some(format!("image `{reference}` uses the moving tag `{tag}`"))
+        }
         Some(_) => None,
     }
 }
@@ -67,7 +69,10 @@ pub fn unpinned_image(reference: &str) -> Option<String> {
 pub fn unpinned_version(version: &str) -> Option<String> {
     let core = version.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = core.split('.').collect();
-    let exact = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let exact = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     (!exact).then(|| format!("chart version `{version}` is not an exact version"))
 }
 
@@ -76,11 +81,18 @@ fn image_refs(doc: &Doc) -> Vec<(Vec<Seg>, String)> {
     let mut out = Vec::new();
     walk(&doc.value, &mut Vec::new(), &mut |path, value| {
         match (key(path), value) {
-            (Some("image" | "imageName"), Value::String(reference)) => out.push((path.to_vec(), reference.clone())),
+            (Some("image" | "imageName"), Value::String(reference)) => {
+                out.push((path.to_vec(), reference.clone()))
+            }
             // Helm values: `image: {repository: ..., tag: ...}`.
             (Some("image"), Value::Mapping(map)) => {
                 if let Some(repository) = map.get("repository").and_then(Value::as_str) {
-                    let tag = map.get("tag").map(|t| serde_yaml::to_string(t).unwrap_or_default().trim().to_string());
+                    let tag = map.get("tag").map(|t| {
+                        serde_yaml::to_string(t)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string()
+                    });
                     let reference = match tag.as_deref() {
                         None | Some("~" | "null" | "''") => repository.to_string(),
                         Some(tag) => format!("{repository}:{}", tag.trim_matches(['"', '\''])),
@@ -91,7 +103,10 @@ fn image_refs(doc: &Doc) -> Vec<(Vec<Seg>, String)> {
             // Environment variables that carry an image (`FLIGHTDECK_PRODUCER_IMAGE`).
             (_, Value::Mapping(map)) => {
                 let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
-                if let (true, Some(reference)) = (name.ends_with("_IMAGE"), map.get("value").and_then(Value::as_str)) {
+                if let (true, Some(reference)) = (
+                    name.ends_with("_IMAGE"),
+                    map.get("value").and_then(Value::as_str),
+                ) {
                     out.push((child(path, "value"), reference.to_string()));
                 }
             }
@@ -105,7 +120,9 @@ fn image_refs(doc: &Doc) -> Vec<(Vec<Seg>, String)> {
 pub fn check_document(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
     let mut findings = Vec::new();
     match doc.type_meta() {
-        Some(("argoproj.io/v1alpha1", "Application")) => check_application(file, doc, &mut findings),
+        Some(("argoproj.io/v1alpha1", "Application")) => {
+            check_application(file, doc, &mut findings)
+        }
         Some((_, "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "Pod")) => {
             super::security::check_workload(file, doc, &mut findings)
         }
@@ -120,11 +137,21 @@ fn check_application(file: &YamlFile, doc: &Doc, findings: &mut Vec<Finding>) {
     let spec = &doc.value["spec"];
     let mut sources: Vec<(Vec<Seg>, &Value)> = Vec::new();
     if spec.get("source").is_some() {
-        sources.push((vec![Seg::Key("spec".into()), Seg::Key("source".into())], &spec["source"]));
+        sources.push((
+            vec![Seg::Key("spec".into()), Seg::Key("source".into())],
+            &spec["source"],
+        ));
     }
     if let Some(list) = spec.get("sources").and_then(Value::as_sequence) {
         for (i, source) in list.iter().enumerate() {
-            sources.push((vec![Seg::Key("spec".into()), Seg::Key("sources".into()), Seg::Index(i)], source));
+            sources.push((
+                vec![
+                    Seg::Key("spec".into()),
+                    Seg::Key("sources".into()),
+                    Seg::Index(i),
+                ],
+                source,
+            ));
         }
     }
     for (path, source) in sources {
@@ -134,23 +161,51 @@ fn check_application(file: &YamlFile, doc: &Doc, findings: &mut Vec<Finding>) {
         let revision_path = child(&path, "targetRevision");
         let problem = match source.get("targetRevision") {
             Some(Value::String(revision)) => unpinned_version(revision),
-            Some(other) => Some(format!("targetRevision `{}` is not a string", serde_yaml::to_string(other).unwrap_or_default().trim())),
+            Some(other) => Some(format!(
+                "targetRevision `{}` is not a string",
+                serde_yaml::to_string(other).unwrap_or_default().trim()
+            )),
             None => Some("Helm source without targetRevision (follows the latest chart)".into()),
         };
         if let Some(problem) = problem {
-            findings.push(Finding::new(rel, doc.line_of(&revision_path), format!("Application {name}: {problem}"), "pin the exact chart version as a quoted string, e.g. `targetRevision: \"1.20.0\"`"));
+            findings.push(Finding::new(
+                rel,
+                doc.line_of(&revision_path),
+                format!("Application {name}: {problem}"),
+                "pin the exact chart version as a quoted string, e.g. `targetRevision: \"1.20.0\"`",
+            ));
         }
     }
     let policy = &spec["syncPolicy"];
     let automated = &policy["automated"];
     if automated["prune"].as_bool() != Some(true) || automated["selfHeal"].as_bool() != Some(true) {
-        let path = [Seg::Key("spec".into()), Seg::Key("syncPolicy".into()), Seg::Key("automated".into())];
-        findings.push(Finding::new(rel, doc.line_of(&path), format!("Application {name}: sync is not automated with prune and selfHeal"), "set `spec.syncPolicy.automated: {prune: true, selfHeal: true}`"));
+        let path = [
+            Seg::Key("spec".into()),
+            Seg::Key("syncPolicy".into()),
+            Seg::Key("automated".into()),
+        ];
+        findings.push(Finding::new(
+            rel,
+            doc.line_of(&path),
+            format!("Application {name}: sync is not automated with prune and selfHeal"),
+            "set `spec.syncPolicy.automated: {prune: true, selfHeal: true}`",
+        ));
     }
-    let options = policy["syncOptions"].as_sequence().cloned().unwrap_or_default();
-    if !options.iter().any(|o| o.as_str() == Some("CreateNamespace=true")) {
+    let options = policy["syncOptions"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    if !options
+        .iter()
+        .any(|o| o.as_str() == Some("CreateNamespace=true"))
+    {
         let path = [Seg::Key("spec".into()), Seg::Key("syncPolicy".into())];
-        findings.push(Finding::new(rel, doc.line_of(&path), format!("Application {name}: no `CreateNamespace=true` sync option"), "add `CreateNamespace=true` to `spec.syncPolicy.syncOptions`"));
+        findings.push(Finding::new(
+            rel,
+            doc.line_of(&path),
+            format!("Application {name}: no `CreateNamespace=true` sync option"),
+            "add `CreateNamespace=true` to `spec.syncPolicy.syncOptions`",
+        ));
     }
     if rel.starts_with(APPS_DIR) {
         let wave = doc.value["metadata"]["annotations"][SYNC_WAVE].as_str();
@@ -172,8 +227,15 @@ pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
                 continue;
             }
             let dir = file.rel.parent().unwrap_or(Path::new("")).to_path_buf();
-            for (i, image) in doc.value["images"].as_sequence().into_iter().flatten().enumerate() {
-                let Some(name) = image["name"].as_str() else { continue };
+            for (i, image) in doc.value["images"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let Some(name) = image["name"].as_str() else {
+                    continue;
+                };
                 let new_name = image["newName"].as_str().unwrap_or(name);
                 let reference = match (image["digest"].as_str(), image["newTag"].as_str()) {
                     (Some(digest), _) => format!("{new_name}@{digest}"),
@@ -182,7 +244,12 @@ pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
                 };
                 let path = [Seg::Key("images".into()), Seg::Index(i)];
                 if let Some(problem) = unpinned_image(&reference) {
-                    findings.push(Finding::new(&file.rel, doc.line_of(&path), problem, "set `newTag` (or `digest`) of this images entry"));
+                    findings.push(Finding::new(
+                        &file.rel,
+                        doc.line_of(&path),
+                        problem,
+                        "set `newTag` (or `digest`) of this images entry",
+                    ));
                 }
                 managed.insert(name.to_string(), (dir.clone(), reference));
             }
@@ -209,13 +276,22 @@ pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
                     continue;
                 }
                 if let Some(problem) = unpinned_image(&reference) {
-                    findings.push(Finding::new(&file.rel, line, problem, "pin a released tag (or a digest) instead"));
+                    findings.push(Finding::new(
+                        &file.rel,
+                        line,
+                        problem,
+                        "pin a released tag (or a digest) instead",
+                    ));
                 }
             }
             if doc.type_meta() == Some(("argoproj.io/v1alpha1", "Application")) {
                 let source = &doc.value["spec"]["source"];
                 if let (None, Some(repo)) = (source.get("chart"), source["repoURL"].as_str()) {
-                    let path = [Seg::Key("spec".into()), Seg::Key("source".into()), Seg::Key("repoURL".into())];
+                    let path = [
+                        Seg::Key("spec".into()),
+                        Seg::Key("source".into()),
+                        Seg::Key("repoURL".into()),
+                    ];
                     if file.rel.ends_with("root-app.yaml") {
                         root_repo = Some(repo.to_string());
                     }
@@ -225,7 +301,10 @@ pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
         }
     }
     if let Some(root_repo) = root_repo {
-        for (rel, line, repo) in git_sources.into_iter().filter(|(_, _, repo)| *repo != root_repo) {
+        for (rel, line, repo) in git_sources
+            .into_iter()
+            .filter(|(_, _, repo)| *repo != root_repo)
+        {
             findings.push(Finding::new(&rel, line, format!("repoURL `{repo}` differs from the root app's `{root_repo}`"), "every git source of the app of apps points at the same repository: use the root app's repoURL"));
         }
     }

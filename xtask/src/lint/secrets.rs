@@ -15,7 +15,10 @@ use super::yaml::{Doc, Seg, YamlFile};
 const GENERATE: &str = "generate it (infrastructure/terraform/secrets.tf) or document a one-line `kubectl create secret`, and reference the Secret";
 
 fn normalized(key: &str) -> String {
-    key.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase()
+    key.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 fn is_password_key(key: &str) -> bool {
@@ -25,7 +28,17 @@ fn is_password_key(key: &str) -> bool {
 
 fn is_secretish_key(key: &str) -> bool {
     let key = normalized(key);
-    ["secret", "token", "apikey", "secretkey", "privatekey", "fernetkey", "accesskey"].iter().any(|s| key.ends_with(s))
+    [
+        "secret",
+        "token",
+        "apikey",
+        "secretkey",
+        "privatekey",
+        "fernetkey",
+        "accesskey",
+    ]
+    .iter()
+    .any(|s| key.ends_with(s))
 }
 
 /// A value that refers to a secret instead of being one: `$(VAR)`, `${VAR}`, a template,
@@ -46,7 +59,11 @@ fn entropy(value: &str) -> f64 {
         *counts.entry(c).or_insert(0usize) += 1;
     }
     let len = value.chars().count() as f64;
-    counts.values().map(|&n| n as f64 / len).map(|p| -p * p.log2()).sum()
+    counts
+        .values()
+        .map(|&n| n as f64 / len)
+        .map(|p| -p * p.log2())
+        .sum()
 }
 
 fn looks_random(value: &str) -> bool {
@@ -61,16 +78,28 @@ pub fn check_document(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
             for (key, _) in doc.value[field].as_mapping().into_iter().flatten() {
                 let key = key.as_str().unwrap_or("?").to_string();
                 let path = [Seg::Key(field.into()), Seg::Key(key.clone())];
-                findings.push(Finding::new(&file.rel, doc.line_of(&path), format!("Secret {} commits a value for `{key}`", doc.name()), GENERATE));
+                findings.push(Finding::new(
+                    &file.rel,
+                    doc.line_of(&path),
+                    format!("Secret {} commits a value for `{key}`", doc.name()),
+                    GENERATE,
+                ));
             }
         }
     }
     walk(&doc.value, &mut Vec::new(), &mut |path, value| {
-        let (Some(Seg::Key(key)), Value::String(text)) = (path.last(), value) else { return };
+        let (Some(Seg::Key(key)), Value::String(text)) = (path.last(), value) else {
+            return;
+        };
         let literal_password = is_password_key(key) && !is_reference(text);
         let random_secret = is_secretish_key(key) && !is_reference(text) && looks_random(text);
         if literal_password || random_secret {
-            findings.push(Finding::new(&file.rel, doc.line_of(path), format!("`{key}` holds a literal credential"), GENERATE));
+            findings.push(Finding::new(
+                &file.rel,
+                doc.line_of(path),
+                format!("`{key}` holds a literal credential"),
+                GENERATE,
+            ));
         }
     });
     findings
@@ -79,10 +108,14 @@ pub fn check_document(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
 /// Findings in the text of every file under `infrastructure/` and `dags/`.
 pub fn check_text_files(root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    let extensions = [".yaml", ".yml", ".tf", ".tfvars", ".py", ".json", ".md", ".sh", ".txt", ".cfg", ".ini", ".env"];
+    let extensions = [
+        ".yaml", ".yml", ".tf", ".tfvars", ".py", ".json", ".md", ".sh", ".txt", ".cfg", ".ini",
+        ".env",
+    ];
     for dir in ["infrastructure", "dags"] {
         for path in super::files_with_extension(&root.join(dir), &extensions)? {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("read {}", path.display()))?;
             let rel = path.strip_prefix(root).unwrap_or(&path);
             let is_tf = rel.extension().is_some_and(|e| e == "tf" || e == "tfvars");
             for (i, line) in text.lines().enumerate() {
@@ -101,7 +134,10 @@ fn line_problem(line: &str, is_tf: bool) -> Option<String> {
     }
     for prefix in ["ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-"] {
         if let Some(at) = line.find(prefix) {
-            let token: String = line[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+            let token: String = line[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
             if token.len() >= prefix.len() + 16 {
                 return Some(format!("a `{prefix}…` token is committed"));
             }
@@ -109,20 +145,26 @@ fn line_problem(line: &str, is_tf: bool) -> Option<String> {
     }
     if let Some(at) = line.find("AKIA") {
         let id: String = line[at..].chars().take(20).collect();
-        if id.len() == 20 && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+        if id.len() == 20
+            && id
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
             return Some("an AWS access key id is committed".into());
         }
     }
     let mut rest = line;
     while let Some(at) = rest.find("://") {
         rest = &rest[at + 3..];
-        let authority: String = rest.chars().take_while(|c| !c.is_whitespace() && !"/\"'`".contains(*c)).collect();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if let Some((_, password)) = userinfo.split_once(':') {
-                if !is_reference(password) {
-                    return Some("a URL carries a password".into());
-                }
-            }
+        let authority: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !"/\"'`".contains(*c))
+            .collect();
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+            && !is_reference(password)
+        {
+            return Some("a URL carries a password".into());
         }
     }
     if is_tf {
@@ -130,7 +172,8 @@ fn line_problem(line: &str, is_tf: bool) -> Option<String> {
         if let Some((name, value)) = trimmed.split_once('=') {
             let name = name.trim();
             let value = value.trim();
-            if (is_password_key(name) || (is_secretish_key(name) && looks_random(value.trim_matches('"'))))
+            if (is_password_key(name)
+                || (is_secretish_key(name) && looks_random(value.trim_matches('"'))))
                 && value.starts_with('"')
                 && !value.contains("${")
                 && value != "\"\""

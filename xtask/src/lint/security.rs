@@ -26,7 +26,9 @@ fn get<'a>(value: &'a Value, path: &[Seg]) -> &'a Value {
 
 /// Adds a finding for every container of the workload in `doc` that is not locked down.
 pub fn check_workload(file: &YamlFile, doc: &Doc, findings: &mut Vec<Finding>) {
-    let Some((_, kind)) = doc.type_meta() else { return };
+    let Some((_, kind)) = doc.type_meta() else {
+        return;
+    };
     let spec_path = pod_spec_path(kind);
     let spec = get(&doc.value, &spec_path);
     let pod = &spec["securityContext"];
@@ -36,10 +38,16 @@ pub fn check_workload(file: &YamlFile, doc: &Doc, findings: &mut Vec<Finding>) {
             path.extend([Seg::Key(list.into()), Seg::Index(i)]);
             let sc = &container["securityContext"];
             let mut missing = Vec::new();
-            if sc["runAsNonRoot"].as_bool().or(pod["runAsNonRoot"].as_bool()) != Some(true) {
+            if sc["runAsNonRoot"]
+                .as_bool()
+                .or(pod["runAsNonRoot"].as_bool())
+                != Some(true)
+            {
                 missing.push("runAsNonRoot: true");
             }
-            let seccomp = sc["seccompProfile"]["type"].as_str().or(pod["seccompProfile"]["type"].as_str());
+            let seccomp = sc["seccompProfile"]["type"]
+                .as_str()
+                .or(pod["seccompProfile"]["type"].as_str());
             if seccomp != Some("RuntimeDefault") {
                 missing.push("seccompProfile.type: RuntimeDefault");
             }
@@ -49,7 +57,9 @@ pub fn check_workload(file: &YamlFile, doc: &Doc, findings: &mut Vec<Finding>) {
             if sc["allowPrivilegeEscalation"].as_bool() != Some(false) {
                 missing.push("allowPrivilegeEscalation: false");
             }
-            let drops_all = sc["capabilities"]["drop"].as_sequence().is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL")));
+            let drops_all = sc["capabilities"]["drop"]
+                .as_sequence()
+                .is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL")));
             if !drops_all {
                 missing.push("capabilities.drop: [ALL]");
             }

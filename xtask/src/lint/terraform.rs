@@ -25,7 +25,12 @@ fn blocks(file: &Path, text: &str) -> Vec<Block> {
     for (i, line) in text.lines().enumerate() {
         let code = line.split('#').next().unwrap_or_default().trim();
         if code.ends_with('{') {
-            open.push(Block { file: file.to_path_buf(), header: code.trim_end_matches('{').trim().to_string(), first_line: i + 1, body: Vec::new() });
+            open.push(Block {
+                file: file.to_path_buf(),
+                header: code.trim_end_matches('{').trim().to_string(),
+                first_line: i + 1,
+                body: Vec::new(),
+            });
             continue;
         }
         if code.starts_with('}') {
@@ -52,7 +57,8 @@ fn attribute<'a>(block: &'a Block, name: &str) -> Option<(usize, &'a str)> {
 pub fn check(root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut all = Vec::new();
     for path in super::files_with_extension(&root.join("infrastructure/terraform"), &[".tf"])? {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         all.extend(blocks(&rel, &text));
     }
@@ -61,16 +67,20 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<Finding>> {
         if block.header.starts_with("resource \"helm_release\"") {
             check_release(block, &all, &mut findings);
         }
-        if block.header.ends_with("= ") || block.header.contains('=') {
-            // Provider entries inside required_providers: `helm = {`.
-            if let Some((line, version)) = attribute(block, "version") {
-                if attribute(block, "source").is_some() {
-                    let version = version.trim_matches('"');
-                    if let Some(problem) = unpinned_version(version) {
-                        findings.push(Finding::new(&block.file, line, format!("provider {}: {}", block.header.trim_end_matches(['=', ' ']), problem.replace("chart version", "version constraint")), "pin the exact provider version, e.g. `version = \"3.0.2\"`"));
-                    }
-                }
-            }
+        // Provider entries inside required_providers: `helm = {` with `source` and `version`.
+        if block.header.contains('=')
+            && attribute(block, "source").is_some()
+            && let Some((line, version)) = attribute(block, "version")
+            && let Some(problem) = unpinned_version(version.trim_matches('"'))
+        {
+            let provider = block.header.trim_end_matches(['=', ' ']);
+            let problem = problem.replace("chart version", "version constraint");
+            findings.push(Finding::new(
+                &block.file,
+                line,
+                format!("provider {provider}: {problem}"),
+                "pin the exact provider version, e.g. `version = \"3.0.2\"`",
+            ));
         }
     }
     Ok(findings)
@@ -78,22 +88,40 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<Finding>> {
 
 fn check_release(block: &Block, all: &[Block], findings: &mut Vec<Finding>) {
     let Some((line, value)) = attribute(block, "version") else {
-        findings.push(Finding::new(&block.file, block.first_line, format!("{} has no chart version", block.header), "add `version = \"X.Y.Z\"` (the exact chart version)"));
+        findings.push(Finding::new(
+            &block.file,
+            block.first_line,
+            format!("{} has no chart version", block.header),
+            "add `version = \"X.Y.Z\"` (the exact chart version)",
+        ));
         return;
     };
-    let (line, file, version) = if let Some(variable) = value.strip_prefix("var.") {
-        let header = format!("variable \"{variable}\"");
-        match all.iter().find(|b| b.header == header).and_then(|b| attribute(b, "default").map(|(l, v)| (l, b.file.clone(), v.to_string()))) {
-            Some(found) => found,
-            None => {
-                findings.push(Finding::new(&block.file, line, format!("chart version comes from `var.{variable}`, which has no default"), "give the variable an exact default version"));
-                return;
+    let (line, file, version) =
+        if let Some(variable) = value.strip_prefix("var.") {
+            let header = format!("variable \"{variable}\"");
+            match all.iter().find(|b| b.header == header).and_then(|b| {
+                attribute(b, "default").map(|(l, v)| (l, b.file.clone(), v.to_string()))
+            }) {
+                Some(found) => found,
+                None => {
+                    findings.push(Finding::new(
+                        &block.file,
+                        line,
+                        format!("chart version comes from `var.{variable}`, which has no default"),
+                        "give the variable an exact default version",
+                    ));
+                    return;
+                }
             }
-        }
-    } else {
-        (line, block.file.clone(), value.to_string())
-    };
+        } else {
+            (line, block.file.clone(), value.to_string())
+        };
     if let Some(problem) = unpinned_version(version.trim_matches('"')) {
-        findings.push(Finding::new(&file, line, format!("{}: {problem}", block.header), "pin the exact chart version, e.g. `8.5.0`"));
+        findings.push(Finding::new(
+            &file,
+            line,
+            format!("{}: {problem}", block.header),
+            "pin the exact chart version, e.g. `8.5.0`",
+        ));
     }
 }

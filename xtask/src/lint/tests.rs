@@ -7,51 +7,105 @@ use super::yaml::{Seg, parse_file};
 use super::{Finding, lint_tree};
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lint")
+        .join(case)
 }
 
 /// Findings as `file:line: message` lines.
 fn findings_of(root: &Path) -> Vec<String> {
-    lint_tree(root).expect("lint runs").iter().map(|f: &Finding| format!("{}:{}: {}", f.file.display(), f.line, f.message)).collect()
+    lint_tree(root)
+        .expect("lint runs")
+        .iter()
+        .map(|f: &Finding| format!("{}:{}: {}", f.file.display(), f.line, f.message))
+        .collect()
 }
 
 fn assert_has(findings: &[String], expected: &str) {
-    assert!(findings.iter().any(|f| f.starts_with(expected)), "no finding starting with\n  {expected}\nin\n  {}", findings.join("\n  "));
+    assert!(
+        findings.iter().any(|f| f.starts_with(expected)),
+        "no finding starting with\n  {expected}\nin\n  {}",
+        findings.join("\n  ")
+    );
 }
 
 #[test]
 fn a_misspelt_or_misindented_builtin_field_is_reported_with_its_path() {
     let findings = findings_of(&fixture("unknown-field"));
     let file = "infrastructure/k8s/app/deployment.yaml";
-    assert_has(&findings, &format!("{file}:22: Deployment web: field `spec.template.spec.containers[0].imagePullPolicyy` is not part of the schema"));
-    assert_has(&findings, &format!("{file}:29: Deployment web: field `spec.template.spec.ports` is not part of the schema"));
+    assert_has(
+        &findings,
+        &format!(
+            "{file}:22: Deployment web: field `spec.template.spec.containers[0].imagePullPolicyy` is not part of the schema"
+        ),
+    );
+    assert_has(
+        &findings,
+        &format!(
+            "{file}:29: Deployment web: field `spec.template.spec.ports` is not part of the schema"
+        ),
+    );
     assert_eq!(findings.len(), 2, "{findings:#?}");
 }
 
 #[test]
 fn unpinned_images_and_chart_versions_are_reported() {
     let findings = findings_of(&fixture("unpinned"));
-    assert_has(&findings, "infrastructure/k8s/apps/chart.yaml:13: Application chart: chart version `1.2.*` is not an exact version");
-    assert_has(&findings, "infrastructure/k8s/apps/chart.yaml:16: image `example/app:latest` uses the moving tag `latest`");
-    assert_has(&findings, "infrastructure/k8s/job.yaml:15: image `busybox` has no tag");
-    assert_has(&findings, "infrastructure/terraform/main.tf:5: resource \"helm_release\" \"argocd\": chart version `~> 8.5` is not an exact version");
+    assert_has(
+        &findings,
+        "infrastructure/k8s/apps/chart.yaml:13: Application chart: chart version `1.2.*` is not an exact version",
+    );
+    assert_has(
+        &findings,
+        "infrastructure/k8s/apps/chart.yaml:16: image `example/app:latest` uses the moving tag `latest`",
+    );
+    assert_has(
+        &findings,
+        "infrastructure/k8s/job.yaml:15: image `busybox` has no tag",
+    );
+    assert_has(
+        &findings,
+        "infrastructure/terraform/main.tf:5: resource \"helm_release\" \"argocd\": chart version `~> 8.5` is not an exact version",
+    );
     assert_eq!(findings.len(), 4, "{findings:#?}");
 }
 
 #[test]
 fn a_wrong_api_version_names_the_right_one() {
     let findings = findings_of(&fixture("wrong-api-version"));
-    assert_has(&findings, "infrastructure/k8s/resources.yaml:1: wrong apiVersion `apps/v1beta1` for Deployment");
-    assert_has(&findings, "infrastructure/k8s/resources.yaml:7: wrong apiVersion `kafka.strimzi.io/v1alpha1` for KafkaTopic");
-    let fixes: Vec<String> = lint_tree(&fixture("wrong-api-version")).expect("lint runs").into_iter().map(|f| f.fix).collect();
-    assert_eq!(fixes, ["use `apiVersion: apps/v1`", "use `apiVersion: kafka.strimzi.io/v1beta2`"]);
+    assert_has(
+        &findings,
+        "infrastructure/k8s/resources.yaml:1: wrong apiVersion `apps/v1beta1` for Deployment",
+    );
+    assert_has(
+        &findings,
+        "infrastructure/k8s/resources.yaml:7: wrong apiVersion `kafka.strimzi.io/v1alpha1` for KafkaTopic",
+    );
+    let fixes: Vec<String> = lint_tree(&fixture("wrong-api-version"))
+        .expect("lint runs")
+        .into_iter()
+        .map(|f| f.fix)
+        .collect();
+    assert_eq!(
+        fixes,
+        [
+            "use `apiVersion: apps/v1`",
+            "use `apiVersion: kafka.strimzi.io/v1beta2`"
+        ]
+    );
 }
 
 #[test]
 fn an_application_without_sync_wave_or_self_heal_is_reported() {
     let findings = findings_of(&fixture("missing-sync-wave"));
-    assert_has(&findings, "infrastructure/k8s/apps/no-wave.yaml:3: Application no-wave: missing or non-integer `argocd.argoproj.io/sync-wave` annotation");
-    assert_has(&findings, "infrastructure/k8s/apps/no-wave.yaml:16: Application no-wave: sync is not automated with prune and selfHeal");
+    assert_has(
+        &findings,
+        "infrastructure/k8s/apps/no-wave.yaml:3: Application no-wave: missing or non-integer `argocd.argoproj.io/sync-wave` annotation",
+    );
+    assert_has(
+        &findings,
+        "infrastructure/k8s/apps/no-wave.yaml:16: Application no-wave: sync is not automated with prune and selfHeal",
+    );
     assert_eq!(findings.len(), 2, "{findings:#?}");
 }
 
@@ -59,9 +113,22 @@ fn an_application_without_sync_wave_or_self_heal_is_reported() {
 fn custom_resources_deny_unknown_fields_and_values() {
     let findings = findings_of(&fixture("crd-unknown-field"));
     let file = "infrastructure/k8s/data.yaml";
-    assert_has(&findings, &format!("{file}:8: KafkaTopic flights: spec: unknown field `partition`, expected one of"));
-    assert_has(&findings, &format!("{file}:25: Cluster pg: spec.bootstrap.initdb.secret: unknown field `key`, expected `name`"));
-    assert_has(&findings, &format!("{file}:37: KafkaNodePool pool: spec.roles[1]: unknown variant `brokers`, expected `controller` or `broker`"));
+    assert_has(
+        &findings,
+        &format!("{file}:8: KafkaTopic flights: spec: unknown field `partition`, expected one of"),
+    );
+    assert_has(
+        &findings,
+        &format!(
+            "{file}:25: Cluster pg: spec.bootstrap.initdb.secret: unknown field `key`, expected `name`"
+        ),
+    );
+    assert_has(
+        &findings,
+        &format!(
+            "{file}:37: KafkaNodePool pool: spec.roles[1]: unknown variant `brokers`, expected `controller` or `broker`"
+        ),
+    );
     assert_eq!(findings.len(), 3, "{findings:#?}");
 }
 
@@ -69,8 +136,14 @@ fn custom_resources_deny_unknown_fields_and_values() {
 fn committed_credentials_are_reported() {
     let findings = findings_of(&fixture("secrets"));
     let file = "infrastructure/k8s/secrets.yaml";
-    assert_has(&findings, &format!("{file}:6: Secret committed commits a value for `token`"));
-    assert_has(&findings, &format!("{file}:13: `password` holds a literal credential"));
+    assert_has(
+        &findings,
+        &format!("{file}:6: Secret committed commits a value for `token`"),
+    );
+    assert_has(
+        &findings,
+        &format!("{file}:13: `password` holds a literal credential"),
+    );
     assert_has(&findings, &format!("{file}:14: a URL carries a password"));
     assert_eq!(findings.len(), 3, "{findings:#?}");
 }
@@ -82,8 +155,15 @@ fn a_committed_private_key_is_reported() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     // Assembled at run time so that no key header sits in the repository.
     let header = ["-----BEGIN", "RSA PRIVATE KEY-----"].join(" ");
-    std::fs::write(dir.join("key.tf"), format!("locals {{\n  key = <<-EOT\n    {header}\n  EOT\n}}\n")).expect("write");
-    assert_eq!(findings_of(root.path()), ["infrastructure/terraform/key.tf:3: a private key is committed"]);
+    std::fs::write(
+        dir.join("key.tf"),
+        format!("locals {{\n  key = <<-EOT\n    {header}\n  EOT\n}}\n"),
+    )
+    .expect("write");
+    assert_eq!(
+        findings_of(root.path()),
+        ["infrastructure/terraform/key.tf:3: a private key is committed"]
+    );
 }
 
 #[test]
@@ -91,7 +171,9 @@ fn our_pods_must_be_locked_down() {
     let findings = findings_of(&fixture("pod-security"));
     assert_eq!(
         findings,
-        ["infrastructure/k8s/deployment.yaml:15: Deployment loose: container `loose` lacks runAsNonRoot: true, seccompProfile.type: RuntimeDefault, allowPrivilegeEscalation: false, capabilities.drop: [ALL]"]
+        [
+            "infrastructure/k8s/deployment.yaml:15: Deployment loose: container `loose` lacks runAsNonRoot: true, seccompProfile.type: RuntimeDefault, allowPrivilegeEscalation: false, capabilities.drop: [ALL]"
+        ]
     );
 }
 
@@ -105,15 +187,30 @@ fn a_kustomization_that_does_not_render_is_reported() {
     let root = fixture("broken-kustomization");
     let findings = super::tools::kustomize(&sh, &root).expect("kustomize runs");
     assert_eq!(findings.len(), 1, "{findings:#?}");
-    assert_eq!(findings[0].file, Path::new("infrastructure/k8s/svc/kustomization.yaml"));
-    assert!(findings[0].message.starts_with("`kubectl kustomize` fails:"), "{}", findings[0].message);
+    assert_eq!(
+        findings[0].file,
+        Path::new("infrastructure/k8s/svc/kustomization.yaml")
+    );
+    assert!(
+        findings[0]
+            .message
+            .starts_with("`kubectl kustomize` fails:"),
+        "{}",
+        findings[0].message
+    );
 }
 
 #[test]
 fn the_real_tree_is_clean() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
     let findings = findings_of(root);
-    assert!(findings.is_empty(), "lint findings in the repository:\n{}", findings.join("\n"));
+    assert!(
+        findings.is_empty(),
+        "lint findings in the repository:\n{}",
+        findings.join("\n")
+    );
 }
 
 #[test]
@@ -122,7 +219,13 @@ fn line_of_walks_keys_and_sequence_items() {
     let file = parse_file("t.yaml".into(), text);
     let doc = &file.docs[0];
     let key = |k: &str| Seg::Key(k.into());
-    assert_eq!(doc.line_of(&[key("a"), key("b"), Seg::Index(1), key("c")]), 6);
-    assert_eq!(doc.line_of(&[key("a"), key("b"), Seg::Index(0), key("name")]), 3);
+    assert_eq!(
+        doc.line_of(&[key("a"), key("b"), Seg::Index(1), key("c")]),
+        6
+    );
+    assert_eq!(
+        doc.line_of(&[key("a"), key("b"), Seg::Index(0), key("name")]),
+        3
+    );
     assert_eq!(doc.line_of(&[key("a"), key("d")]), 7);
 }

@@ -11,7 +11,8 @@ use super::yaml::{Seg, parse_file};
 
 /// Whether `tool` is on `PATH`.
 pub fn has_tool(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
 
 fn skipped(what: &str, tool: &str) {
@@ -33,10 +34,18 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
     }
     if root.join("flake.nix").exists() {
         if has_tool("nix-instantiate") {
-            let out = cmd!(sh, "nix-instantiate --parse flake.nix").quiet().ignore_status().output()?;
+            let out = cmd!(sh, "nix-instantiate --parse flake.nix")
+                .quiet()
+                .ignore_status()
+                .output()?;
             if !out.status.success() {
                 let error = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                findings.push(Finding::new(Path::new("flake.nix"), 0, format!("does not parse: {error}"), "fix the Nix syntax"));
+                findings.push(Finding::new(
+                    Path::new("flake.nix"),
+                    0,
+                    format!("does not parse: {error}"),
+                    "fix the Nix syntax",
+                ));
             }
         } else {
             skipped("`nix-instantiate --parse flake.nix`", "nix-instantiate");
@@ -55,27 +64,45 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
 /// Renders every directory with a kustomization.yaml and checks the rendered images.
 pub fn kustomize(sh: &Shell, root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    for path in super::files_with_extension(&root.join("infrastructure"), &["kustomization.yaml"])? {
+    for path in super::files_with_extension(&root.join("infrastructure"), &["kustomization.yaml"])?
+    {
         let dir = path.parent().unwrap_or(root);
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-        let out = cmd!(sh, "kubectl kustomize {dir}").quiet().ignore_status().output()?;
+        let out = cmd!(sh, "kubectl kustomize {dir}")
+            .quiet()
+            .ignore_status()
+            .output()?;
         if !out.status.success() {
             let error = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            findings.push(Finding::new(&rel, 1, format!("`kubectl kustomize` fails: {error}"), "fix the kustomization or the resources it lists"));
+            findings.push(Finding::new(
+                &rel,
+                1,
+                format!("`kubectl kustomize` fails: {error}"),
+                "fix the kustomization or the resources it lists",
+            ));
             continue;
         }
         let rendered = parse_file(rel.clone(), &String::from_utf8_lossy(&out.stdout));
         for doc in &rendered.docs {
             let mut images = Vec::new();
             super::policy::walk(&doc.value, &mut Vec::new(), &mut |path, value| {
-                if let (Some(Seg::Key(key)), Some(image)) = (path.last(), value.as_str()) {
-                    if key == "image" {
-                        images.push(image.to_string());
-                    }
+                if let (Some(Seg::Key(key)), Some(image)) = (path.last(), value.as_str())
+                    && key == "image"
+                {
+                    images.push(image.to_string());
                 }
             });
             for problem in images.iter().filter_map(|image| unpinned_image(image)) {
-                findings.push(Finding::new(&rel, 1, format!("rendered {} {}: {problem}", doc.type_meta().map_or("?", |t| t.1), doc.name()), "make `images[].name` match the image written in the resource exactly"));
+                findings.push(Finding::new(
+                    &rel,
+                    1,
+                    format!(
+                        "rendered {} {}: {problem}",
+                        doc.type_meta().map_or("?", |t| t.1),
+                        doc.name()
+                    ),
+                    "make `images[].name` match the image written in the resource exactly",
+                ));
             }
         }
     }
@@ -83,7 +110,13 @@ pub fn kustomize(sh: &Shell, root: &Path) -> anyhow::Result<Vec<Finding>> {
 }
 
 fn terraform_fmt(sh: &Shell) -> anyhow::Result<Vec<Finding>> {
-    let out = cmd!(sh, "terraform fmt -check -recursive infrastructure/terraform").quiet().ignore_status().output()?;
+    let out = cmd!(
+        sh,
+        "terraform fmt -check -recursive infrastructure/terraform"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
     if out.status.success() {
         return Ok(Vec::new());
     }
@@ -91,11 +124,23 @@ fn terraform_fmt(sh: &Shell) -> anyhow::Result<Vec<Finding>> {
     let mut findings: Vec<Finding> = listed
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|file| Finding::new(&Path::new("infrastructure/terraform").join(file.trim()), 0, "not formatted as `terraform fmt` would", "run `terraform fmt -recursive infrastructure/terraform`"))
+        .map(|file| {
+            Finding::new(
+                &Path::new("infrastructure/terraform").join(file.trim()),
+                0,
+                "not formatted as `terraform fmt` would",
+                "run `terraform fmt -recursive infrastructure/terraform`",
+            )
+        })
         .collect();
     if findings.is_empty() {
         let error = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        findings.push(Finding::new(Path::new("infrastructure/terraform"), 0, format!("`terraform fmt -check` fails: {error}"), "fix the HCL syntax"));
+        findings.push(Finding::new(
+            Path::new("infrastructure/terraform"),
+            0,
+            format!("`terraform fmt -check` fails: {error}"),
+            "fix the HCL syntax",
+        ));
     }
     Ok(findings)
 }

@@ -64,17 +64,26 @@ pub struct Doc {
 impl Doc {
     /// `apiVersion` and `kind`, when both are strings.
     pub fn type_meta(&self) -> Option<(&str, &str)> {
-        Some((self.value.get("apiVersion")?.as_str()?, self.value.get("kind")?.as_str()?))
+        Some((
+            self.value.get("apiVersion")?.as_str()?,
+            self.value.get("kind")?.as_str()?,
+        ))
     }
 
     /// `metadata.name`, or `?`.
     pub fn name(&self) -> &str {
-        self.value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?")
+        self.value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
     }
 
     /// The file line of a serde_yaml error raised while parsing `self.text`.
     pub fn error_line(&self, error: &serde_yaml::Error) -> usize {
-        error.location().map_or(self.first_line, |loc| self.first_line + loc.line() - 1)
+        error
+            .location()
+            .map_or(self.first_line, |loc| self.first_line + loc.line() - 1)
     }
 
     /// The file line where the value at `path` is written (its deepest key found).
@@ -87,7 +96,8 @@ impl Doc {
         for seg in path {
             match seg {
                 Seg::Key(key) => {
-                    let Some((i, indent)) = find_key(&lines, lo, parent_indent, same_line_ok, key) else {
+                    let Some((i, indent)) = find_key(&lines, lo, parent_indent, same_line_ok, key)
+                    else {
                         return best;
                     };
                     best = self.first_line + i;
@@ -120,8 +130,18 @@ fn indent_of(line: &str) -> usize {
 }
 
 /// The line index and key column of `key:` inside the block that starts at `lo`.
-fn find_key(lines: &[&str], lo: usize, parent: isize, same_line_ok: bool, key: &str) -> Option<(usize, usize)> {
-    let candidates = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+fn find_key(
+    lines: &[&str],
+    lo: usize,
+    parent: isize,
+    same_line_ok: bool,
+    key: &str,
+) -> Option<(usize, usize)> {
+    let candidates = [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ];
     for (i, line) in lines.iter().enumerate().skip(lo) {
         if !is_content(line) {
             continue;
@@ -177,7 +197,8 @@ pub fn load_tree(root: &Path) -> anyhow::Result<Vec<YamlFile>> {
     super::files_with_extension(&dir, &[".yaml", ".yml"])?
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("read {}", path.display()))?;
             let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             Ok(parse_file(rel, &text))
         })
@@ -186,7 +207,11 @@ pub fn load_tree(root: &Path) -> anyhow::Result<Vec<YamlFile>> {
 
 /// Splits `text` into documents and parses each one.
 pub fn parse_file(rel: PathBuf, text: &str) -> YamlFile {
-    let mut file = YamlFile { rel, docs: Vec::new(), parse_errors: Vec::new() };
+    let mut file = YamlFile {
+        rel,
+        docs: Vec::new(),
+        parse_errors: Vec::new(),
+    };
     // The whole stream first, as Kubernetes tools read it: its errors carry file lines.
     for document in serde_yaml::Deserializer::from_str(text) {
         if let Err(error) = Value::deserialize(document) {
@@ -219,10 +244,21 @@ pub fn parse_file(rel: PathBuf, text: &str) -> YamlFile {
         let first_line = from + 1;
         match serde_yaml::from_str::<Value>(&chunk) {
             Ok(Value::Null) => {}
-            Ok(value) => file.docs.push(Doc { text: chunk, first_line, value }),
+            Ok(value) => file.docs.push(Doc {
+                text: chunk,
+                first_line,
+                value,
+            }),
             Err(error) => {
-                let line = error.location().map_or(first_line, |loc| first_line + loc.line() - 1);
-                file.parse_errors.push(Finding::new(&file.rel, line, format!("YAML does not parse: {error}"), "fix the syntax"));
+                let line = error
+                    .location()
+                    .map_or(first_line, |loc| first_line + loc.line() - 1);
+                file.parse_errors.push(Finding::new(
+                    &file.rel,
+                    line,
+                    format!("YAML does not parse: {error}"),
+                    "fix the syntax",
+                ));
             }
         }
     }

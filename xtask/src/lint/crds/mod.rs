@@ -20,16 +20,43 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+/// Parses a document's text into one typed schema.
+type Checker = fn(&str) -> Result<(), serde_yaml::Error>;
+
 /// Every custom kind the lint knows, with its apiVersion and checker.
-const KINDS: &[(&str, &str, fn(&str) -> Result<(), serde_yaml::Error>)] = &[
-    ("argoproj.io/v1alpha1", "Application", parse::<argocd::Application>),
+const KINDS: &[(&str, &str, Checker)] = &[
+    (
+        "argoproj.io/v1alpha1",
+        "Application",
+        parse::<argocd::Application>,
+    ),
     ("kafka.strimzi.io/v1beta2", "Kafka", parse::<strimzi::Kafka>),
-    ("kafka.strimzi.io/v1beta2", "KafkaNodePool", parse::<strimzi::KafkaNodePool>),
-    ("kafka.strimzi.io/v1beta2", "KafkaTopic", parse::<strimzi::KafkaTopic>),
+    (
+        "kafka.strimzi.io/v1beta2",
+        "KafkaNodePool",
+        parse::<strimzi::KafkaNodePool>,
+    ),
+    (
+        "kafka.strimzi.io/v1beta2",
+        "KafkaTopic",
+        parse::<strimzi::KafkaTopic>,
+    ),
     ("postgresql.cnpg.io/v1", "Cluster", parse::<cnpg::Cluster>),
-    ("monitoring.coreos.com/v1", "PodMonitor", parse::<prometheus::PodMonitor>),
-    ("monitoring.coreos.com/v1", "PrometheusRule", parse::<prometheus::PrometheusRule>),
-    ("kustomize.config.k8s.io/v1beta1", "Kustomization", parse::<kustomize::Kustomization>),
+    (
+        "monitoring.coreos.com/v1",
+        "PodMonitor",
+        parse::<prometheus::PodMonitor>,
+    ),
+    (
+        "monitoring.coreos.com/v1",
+        "PrometheusRule",
+        parse::<prometheus::PrometheusRule>,
+    ),
+    (
+        "kustomize.config.k8s.io/v1beta1",
+        "Kustomization",
+        parse::<kustomize::Kustomization>,
+    ),
 ];
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<(), serde_yaml::Error> {
@@ -39,12 +66,18 @@ fn parse<T: DeserializeOwned>(text: &str) -> Result<(), serde_yaml::Error> {
 /// Checks `text` against the typed schema of `api_version`/`kind`; `None` when the lint
 /// has no schema for that pair.
 pub fn check(api_version: &str, kind: &str, text: &str) -> Option<Result<(), serde_yaml::Error>> {
-    KINDS.iter().find(|(av, k, _)| *av == api_version && *k == kind).map(|(_, _, parse)| parse(text))
+    KINDS
+        .iter()
+        .find(|(av, k, _)| *av == api_version && *k == kind)
+        .map(|(_, _, parse)| parse(text))
 }
 
 /// The apiVersion of a custom `kind` the lint knows.
 pub fn api_version_of(kind: &str) -> Option<&'static str> {
-    KINDS.iter().find(|(_, k, _)| *k == kind).map(|(av, _, _)| *av)
+    KINDS
+        .iter()
+        .find(|(_, k, _)| *k == kind)
+        .map(|(av, _, _)| *av)
 }
 
 /// `metadata` of a custom resource.
