@@ -1,1 +1,59 @@
-fn main() {}
+//! `cargo xtask`: the one entry point that builds, runs and tests flightdeck.
+//!
+//! `main` only parses flags, makes one [`xshell::Shell`] rooted at the workspace and
+//! dispatches; every command lives in its own module.
+
+mod ci;
+mod dev;
+mod e2e;
+mod images;
+mod lint;
+mod pipeline;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+/// flightdeck automation. Run `cargo xtask <command> --help` for a command's flags.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline on this machine: PostgreSQL, a Kafka broker, processor, producer.
+    Dev(dev::Dev),
+    /// Replay the committed fixtures through the real pipeline and check what lands.
+    E2e(e2e::E2e),
+    /// Everything CI runs: fmt, clippy, tests, lint and the local e2e.
+    Ci(ci::Ci),
+    /// Build daemonless, reproducible OCI images of the services.
+    Images(images::Images),
+    /// Validate the infrastructure manifests offline.
+    Lint(lint::Lint),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.command {
+        Command::Dev(cmd) => cmd.run(&sh),
+        Command::E2e(cmd) => cmd.run(&sh),
+        Command::Ci(cmd) => cmd.run(&sh),
+        Command::Images(cmd) => cmd.run(&sh),
+        Command::Lint(cmd) => cmd.run(&sh),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}

@@ -1,0 +1,121 @@
+//! `cargo xtask e2e`: the committed fixtures through the real producer, broker, processor
+//! and PostgreSQL, with insta snapshots of what landed.
+//!
+//! The run replays `xtask/fixtures/e2e/*.json`, checks counts against what the fixtures
+//! themselves say (computed independently with `flight-model`), snapshots the table and
+//! the DLQ, replays the same files again and checks the table did not change. Every
+//! process is stopped when the run ends, pass or fail.
+
+pub mod landed;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use localstack::Stack;
+use xshell::Shell;
+
+use crate::pipeline::{self, Endpoints, Observer};
+
+/// Replay the committed fixtures end to end and compare with the committed snapshots.
+#[derive(Debug, clap::Args)]
+pub struct E2e {
+    /// Fixtures to replay (default: every xtask/fixtures/e2e/*.json, in name order).
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub fixtures: Vec<PathBuf>,
+}
+
+impl E2e {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let fixtures = if self.fixtures.is_empty() {
+            default_fixtures(sh)?
+        } else {
+            self.fixtures
+        };
+        let expected = landed::Expected::from_fixtures(&fixtures)?;
+        let bins = pipeline::build_services(sh)?;
+        let dir = pipeline::target_dir(sh).join("e2e");
+        // A previous run's state must not leak into this one.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clear {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            eprintln!(
+                "e2e: starting PostgreSQL and the broker under {}",
+                dir.display()
+            );
+            let stack = Stack::start_ephemeral(&dir).await?;
+            let at = Endpoints {
+                database_url: stack.database_url(),
+                bootstrap_servers: stack.bootstrap_servers(),
+            };
+            let mut processor = pipeline::start_processor(
+                &bins,
+                &at,
+                localstack::free_port()?,
+                &dir.join("processor.log"),
+            )?;
+            let observer = Observer::connect(&at).await?;
+
+            eprintln!("e2e: replaying {} fixture(s)", fixtures.len());
+            let summary = pipeline::replay(&bins, &at, &fixtures)?;
+            ensure!(
+                summary.produced == expected.produced,
+                "produced {} records, the fixtures hold {}",
+                summary.produced,
+                expected.produced
+            );
+            observer
+                .wait_drained(&mut processor, Duration::from_secs(120))
+                .await?;
+            let first = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
+            first.assert_matches(&expected)?;
+            first.assert_snapshots();
+
+            eprintln!("e2e: replaying the same fixtures again");
+            pipeline::replay(&bins, &at, &fixtures)?;
+            observer
+                .wait_drained(&mut processor, Duration::from_secs(120))
+                .await?;
+            let second = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
+            ensure!(
+                second.table_digest == first.table_digest,
+                "the second replay changed flight_data ({} rows before, {} after)",
+                first.rows,
+                second.rows
+            );
+            ensure!(
+                second.dlq.len() == 2 * first.dlq.len(),
+                "the second replay dead-lettered {} records, expected {} again",
+                second.dlq.len() - first.dlq.len(),
+                first.dlq.len()
+            );
+            let status = processor.stop();
+            ensure!(
+                status.is_some_and(|s| s.success()),
+                "the processor did not exit cleanly on SIGTERM: {status:?}"
+            );
+            eprintln!(
+                "e2e: passed: {} rows, {} countries, {} DLQ records; the replay changed nothing",
+                first.rows,
+                first.per_country.len(),
+                first.dlq.len()
+            );
+            anyhow::Ok(())
+        })
+    }
+}
+
+fn default_fixtures(sh: &Shell) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = sh.current_dir().join("xtask/fixtures/e2e");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    ensure!(!files.is_empty(), "no fixtures in {}", dir.display());
+    Ok(files)
+}
