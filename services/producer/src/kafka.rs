@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use flight_model::FlightRecord;
-use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use tracing::{info, warn};
+use rdkafka::{ClientConfig, ClientContext};
+use tracing::{debug, info, warn};
 
 use crate::retry::Backoff;
 use crate::{Error, Result};
@@ -50,9 +51,49 @@ pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
     config
 }
 
+/// Routes librdkafka's own logs and errors into `tracing`, without the flood.
+///
+/// NB: while no broker answers, librdkafka reports the failed connection on every
+/// reconnect, many times a second, at error level. The producer reports that itself,
+/// once per attempt with the bootstrap servers ([`FlightProducer::wait_for_broker`]),
+/// or as failed deliveries, so those reports go to `debug` and everything else to `warn`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let serious = matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+                | RDKafkaLogLevel::Warning
+        );
+        if serious && !is_connection_noise(facility, message) {
+            warn!(target: "librdkafka", facility, "{message}");
+        } else {
+            debug!(target: "librdkafka", facility, "{message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
+                debug!(target: "librdkafka", %error, reason, "broker connection failed");
+            }
+            _ => warn!(target: "librdkafka", %error, reason, "librdkafka error"),
+        }
+    }
+}
+
+fn is_connection_noise(facility: &str, message: &str) -> bool {
+    facility == "FAIL" || message.contains("Connection refused") || message.contains("Connect to")
+}
+
 /// A producer for the flights topic. Cheap to share by reference.
 pub struct FlightProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<LogContext>,
     topic: String,
     bootstrap_servers: String,
 }
@@ -70,7 +111,7 @@ impl FlightProducer {
     /// Creates the producer; librdkafka connects in the background.
     pub fn new(bootstrap_servers: &str, topic: &str) -> Result<Self> {
         let producer = client_config(bootstrap_servers)
-            .create()
+            .create_with_context(LogContext)
             .map_err(Error::CreateProducer)?;
         Ok(Self {
             producer,
@@ -87,7 +128,13 @@ impl FlightProducer {
         let mut attempt = 0_u32;
         loop {
             attempt = attempt.saturating_add(1);
-            let error = match self.fetch_metadata().await {
+            // The last attempt ends when the time allowed is up, not a timeout later.
+            let timeout = give_up_after.map_or(METADATA_TIMEOUT, |limit| {
+                METADATA_TIMEOUT
+                    .min(limit.saturating_sub(started.elapsed()))
+                    .max(Duration::from_millis(100))
+            });
+            let error = match self.fetch_metadata(timeout).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
@@ -107,21 +154,19 @@ impl FlightProducer {
                 bootstrap_servers = %self.bootstrap_servers,
                 attempt,
                 retry_in_secs = retry_in.as_secs_f64(),
-                %error,
+                error = %crate::error_chain(&error),
                 "Kafka broker unreachable: retrying"
             );
             tokio::time::sleep(retry_in).await;
         }
     }
 
-    async fn fetch_metadata(&self) -> Result<(), KafkaError> {
+    async fn fetch_metadata(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
-        // NB: librdkafka's metadata call blocks its thread for up to METADATA_TIMEOUT.
+        // NB: librdkafka's metadata call blocks its thread for up to `timeout`.
         let metadata = tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+            producer.client().fetch_metadata(Some(&topic), timeout)
         })
         .await
         .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))??;

@@ -227,12 +227,18 @@ impl Error {
 }
 
 /// Formats an error with its whole `source()` chain on one line, for log fields.
+///
+/// A cause whose text its error already ends with (`flight_model::DecodeError` shows its
+/// serde error and returns it as the source) is not repeated.
 pub fn error_chain(error: &dyn StdError) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = cause.source();
     }
     out
