@@ -72,7 +72,11 @@ impl E2e {
                 .await?;
             let first = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             first.assert_matches(&expected)?;
-            first.assert_snapshots();
+            if snapshots {
+                first.assert_snapshots();
+            } else {
+                eprintln!("e2e: custom fixtures: counts checked against the files, snapshots skipped");
+            }
 
             eprintln!("e2e: replaying the same fixtures again");
             pipeline::replay(&bins, &at, &fixtures)?;

@@ -17,7 +17,14 @@ fn record(i: u32) -> FlightRecord {
     FlightRecord {
         icao24: format!("{:06x}", 0xa00000 + i),
         callsign: Some(format!("TST{i}")),
-        origin_country: Some(if i % 3 == 0 { "Germany" } else { "France" }.into()),
+        origin_country: Some(
+            if i.is_multiple_of(3) {
+                "Germany"
+            } else {
+                "France"
+            }
+            .into(),
+        ),
         time_position: 1_649_392_000 + i64::from(i % 7),
         last_contact: 1_649_392_010,
         longitude: 8.5,
@@ -82,13 +89,11 @@ fn start_processor(stack: &Stack, dir: &Path, name: &str, batch_size: usize) -> 
 }
 
 async fn count(pool: &PgPool) -> i64 {
-    match sqlx::query_scalar("SELECT count(*) FROM flight_data")
+    // -1 until the processor has created the table.
+    sqlx::query_scalar("SELECT count(*) FROM flight_data")
         .fetch_one(pool)
         .await
-    {
-        Ok(n) => n,
-        Err(_) => -1, // the processor has not migrated yet
-    }
+        .unwrap_or(-1)
 }
 
 async fn wait_for(
@@ -109,7 +114,10 @@ async fn wait_for(
     }
 }
 
-fn dlq_records(bootstrap: &str) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+/// A DLQ record: its value and its headers.
+type DeadLetter = (Vec<u8>, Vec<(String, String)>);
+
+fn dlq_records(bootstrap: &str) -> Vec<DeadLetter> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "pipeline-test-reader")

@@ -51,7 +51,14 @@ pub fn tansu() -> anyhow::Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    install_tansu(&path)?;
+    // Test binaries start stacks in parallel: one installs, the others wait for it.
+    let dir = tools_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let lock = std::fs::File::create(dir.join("install.lock")).context("create the install lock")?;
+    lock.lock().context("wait for another tansu install")?;
+    if !path.is_file() {
+        install_tansu(&path)?;
+    }
     Ok(path)
 }
 
