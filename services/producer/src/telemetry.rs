@@ -1,6 +1,8 @@
 //! Logging: `tracing` to stderr (stdout carries the replay summary), filtered by
 //! `RUST_LOG` (default `info`), as text or, with `LOG_FORMAT=json`, one JSON object a line.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -11,7 +13,9 @@ pub fn init() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .from_env_lossy();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal());
     match std::env::var("LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().try_init(),
         _ => builder.try_init(),
