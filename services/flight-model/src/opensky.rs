@@ -24,7 +24,15 @@ pub struct StatesResponse {
 /// Why a response could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("not an OpenSky /api/states/all response: {0}")]
-pub struct DecodeError(#[from] serde_json::Error);
+// NB: no `#[source]`: the message already carries the cause, and an error chain would
+// print it twice.
+pub struct DecodeError(serde_json::Error);
+
+impl From<serde_json::Error> for DecodeError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(e)
+    }
+}
 
 /// The records a response yields, and how many vectors were dropped for lack of a position.
 #[derive(Debug, Clone, PartialEq, Default)]
