@@ -49,8 +49,10 @@ impl Dev {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         // Fail before starting anything when a file cannot be replayed.
         for file in &self.replay {
-            let body = std::fs::read(file).with_context(|| format!("--replay {}", file.display()))?;
-            flight_model::StatesResponse::from_json(&body).with_context(|| format!("--replay {}", file.display()))?;
+            let body =
+                std::fs::read(file).with_context(|| format!("--replay {}", file.display()))?;
+            flight_model::StatesResponse::from_json(&body)
+                .with_context(|| format!("--replay {}", file.display()))?;
         }
         let bins = pipeline::build_services(sh)?;
         let data = pipeline::target_dir(sh).join("flightdeck");

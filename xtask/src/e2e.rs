@@ -78,7 +78,9 @@ impl E2e {
             if snapshots {
                 first.assert_snapshots();
             } else {
-                eprintln!("e2e: custom fixtures: counts checked against the files, snapshots skipped");
+                eprintln!(
+                    "e2e: custom fixtures: counts checked against the files, snapshots skipped"
+                );
             }
 
             eprintln!("e2e: replaying the same fixtures again");

@@ -8,7 +8,7 @@ pub mod opensky;
 pub mod validate;
 pub mod wire;
 
-pub use opensky::{DecodeError, Extracted, StatesResponse, StateVector};
+pub use opensky::{DecodeError, Extracted, StateVector, StatesResponse};
 pub use validate::{Rejection, validate};
 pub use wire::FlightRecord;
 

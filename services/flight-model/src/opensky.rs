@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
 use crate::wire::FlightRecord;
 
@@ -167,7 +167,9 @@ where
         Ok(None) => Err(de::Error::custom(format_args!(
             "state vector has {index} fields, expected at least 17 (missing `{name}`)"
         ))),
-        Err(e) => Err(de::Error::custom(format_args!("field {index} `{name}`: {e}"))),
+        Err(e) => Err(de::Error::custom(format_args!(
+            "field {index} `{name}`: {e}"
+        ))),
     }
 }
 

@@ -145,8 +145,7 @@ fn is_icao24(s: &str) -> bool {
 
 /// Decodes and validates one Kafka record value in one step.
 pub fn decode_and_validate(bytes: &[u8], now: i64) -> Result<FlightRecord, Rejection> {
-    let record =
-        FlightRecord::from_json(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let record = FlightRecord::from_json(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
     validate(&record, now)?;
     Ok(record)
 }

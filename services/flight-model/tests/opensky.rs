@@ -11,7 +11,10 @@ fn quirks() -> Vec<FlightRecord> {
     let extracted = StatesResponse::from_json(QUIRKS.as_bytes())
         .expect("fixture decodes")
         .into_records();
-    assert_eq!(extracted.dropped_unpositioned, 1, "one vector has no position");
+    assert_eq!(
+        extracted.dropped_unpositioned, 1,
+        "one vector has no position"
+    );
     extracted.records
 }
 
@@ -34,10 +37,20 @@ fn positioned_vectors_become_records_and_unpositioned_ones_are_dropped() {
 #[test]
 fn callsigns_are_trimmed_and_empty_ones_become_null() {
     let records = quirks();
-    assert_eq!(by_icao(&records, "4b1816").callsign.as_deref(), Some("SWR1951"));
+    assert_eq!(
+        by_icao(&records, "4b1816").callsign.as_deref(),
+        Some("SWR1951")
+    );
     assert_eq!(by_icao(&records, "3c6444").callsign, None, "\"\" is null");
-    assert_eq!(by_icao(&records, "e4917c").callsign, None, "spaces only is null");
-    assert_eq!(by_icao(&records, "c0173b").callsign.as_deref(), Some("ACA850"));
+    assert_eq!(
+        by_icao(&records, "e4917c").callsign,
+        None,
+        "spaces only is null"
+    );
+    assert_eq!(
+        by_icao(&records, "c0173b").callsign.as_deref(),
+        Some("ACA850")
+    );
 }
 
 #[test]
@@ -83,8 +96,8 @@ fn records_survive_the_wire_unchanged() {
 
 #[test]
 fn null_states_is_an_empty_response() {
-    let response = StatesResponse::from_json(br#"{"time": 1649392659, "states": null}"#)
-        .expect("decodes");
+    let response =
+        StatesResponse::from_json(br#"{"time": 1649392659, "states": null}"#).expect("decodes");
     assert!(response.states.is_empty());
 }
 
@@ -106,7 +119,8 @@ fn what_is_not_a_response_is_an_error_saying_what_is_wrong() {
 /// The real recorded response in `../shared/opensky/`, when the checkout has it beside.
 #[test]
 fn the_real_recorded_response_decodes_as_documented() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/opensky/states-2022-04-08.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/opensky/states-2022-04-08.json");
     let Ok(body) = std::fs::read(&path) else {
         eprintln!("skipped: {} is not beside this checkout", path.display());
         return;
@@ -128,6 +142,10 @@ fn the_real_recorded_response_decodes_as_documented() {
     assert_eq!(countries.len(), 86);
     for r in &extracted.records {
         assert_eq!(validate(r, snapshot_time + 60), Ok(()), "{r:?}");
-        assert!(r.callsign.as_deref().is_none_or(|c| !c.is_empty() && c.trim() == c));
+        assert!(
+            r.callsign
+                .as_deref()
+                .is_none_or(|c| !c.is_empty() && c.trim() == c)
+        );
     }
 }

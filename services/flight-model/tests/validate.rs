@@ -42,7 +42,11 @@ fn the_design_example_is_valid() {
 #[test]
 fn icao24_must_be_six_lowercase_hex_digits() {
     for bad in ["3C6444", "3c644", "3c64445", "3c644g", "", "~3c644"] {
-        assert_eq!(reason(|r| r.icao24 = bad.into()), Some("invalid_icao24"), "{bad:?}");
+        assert_eq!(
+            reason(|r| r.icao24 = bad.into()),
+            Some("invalid_icao24"),
+            "{bad:?}"
+        );
     }
 }
 
@@ -52,18 +56,36 @@ fn coordinates_are_bounded_and_finite() {
     assert_eq!(reason(|r| r.latitude = -90.0), None);
     assert_eq!(reason(|r| r.longitude = 180.0), None);
     assert_eq!(reason(|r| r.longitude = -180.0), None);
-    assert_eq!(reason(|r| r.latitude = 90.0001), Some("latitude_out_of_range"));
-    assert_eq!(reason(|r| r.latitude = f64::NAN), Some("latitude_out_of_range"));
-    assert_eq!(reason(|r| r.longitude = -180.5), Some("longitude_out_of_range"));
-    assert_eq!(reason(|r| r.longitude = f64::INFINITY), Some("longitude_out_of_range"));
+    assert_eq!(
+        reason(|r| r.latitude = 90.0001),
+        Some("latitude_out_of_range")
+    );
+    assert_eq!(
+        reason(|r| r.latitude = f64::NAN),
+        Some("latitude_out_of_range")
+    );
+    assert_eq!(
+        reason(|r| r.longitude = -180.5),
+        Some("longitude_out_of_range")
+    );
+    assert_eq!(
+        reason(|r| r.longitude = f64::INFINITY),
+        Some("longitude_out_of_range")
+    );
 }
 
 #[test]
 fn times_lie_after_2000_and_at_most_an_hour_ahead() {
-    assert_eq!(reason(|r| r.time_position = EARLIEST_TIME), Some("time_out_of_range"));
+    assert_eq!(
+        reason(|r| r.time_position = EARLIEST_TIME),
+        Some("time_out_of_range")
+    );
     assert_eq!(reason(|r| r.time_position = EARLIEST_TIME + 1), None);
     assert_eq!(reason(|r| r.last_contact = NOW + 3600), None);
-    assert_eq!(reason(|r| r.last_contact = NOW + 3601), Some("time_out_of_range"));
+    assert_eq!(
+        reason(|r| r.last_contact = NOW + 3601),
+        Some("time_out_of_range")
+    );
     assert_eq!(reason(|r| r.snapshot_time = 0), Some("time_out_of_range"));
     // Hours old is data.
     assert_eq!(reason(|r| r.time_position = NOW - 6 * 3600), None);
@@ -72,12 +94,24 @@ fn times_lie_after_2000_and_at_most_an_hour_ahead() {
 #[test]
 fn enumerations_and_velocity_are_bounded() {
     assert_eq!(reason(|r| r.position_source = 3), None);
-    assert_eq!(reason(|r| r.position_source = 4), Some("position_source_out_of_range"));
-    assert_eq!(reason(|r| r.position_source = -1), Some("position_source_out_of_range"));
+    assert_eq!(
+        reason(|r| r.position_source = 4),
+        Some("position_source_out_of_range")
+    );
+    assert_eq!(
+        reason(|r| r.position_source = -1),
+        Some("position_source_out_of_range")
+    );
     assert_eq!(reason(|r| r.category = Some(20)), None);
-    assert_eq!(reason(|r| r.category = Some(21)), Some("category_out_of_range"));
+    assert_eq!(
+        reason(|r| r.category = Some(21)),
+        Some("category_out_of_range")
+    );
     assert_eq!(reason(|r| r.velocity = Some(0.0)), None);
-    assert_eq!(reason(|r| r.velocity = Some(-0.1)), Some("negative_velocity"));
+    assert_eq!(
+        reason(|r| r.velocity = Some(-0.1)),
+        Some("negative_velocity")
+    );
 }
 
 #[test]
@@ -89,8 +123,14 @@ fn real_feed_oddities_are_data_not_errors() {
 
 #[test]
 fn every_float_must_be_finite() {
-    assert_eq!(reason(|r| r.geo_altitude = Some(f64::NAN)), Some("non_finite_float"));
-    assert_eq!(reason(|r| r.baro_altitude = Some(f64::NEG_INFINITY)), Some("non_finite_float"));
+    assert_eq!(
+        reason(|r| r.geo_altitude = Some(f64::NAN)),
+        Some("non_finite_float")
+    );
+    assert_eq!(
+        reason(|r| r.baro_altitude = Some(f64::NEG_INFINITY)),
+        Some("non_finite_float")
+    );
 }
 
 #[test]
@@ -103,7 +143,10 @@ fn undecodable_values_are_rejected_as_malformed_with_the_cause() {
     ] {
         let err = decode_and_validate(bytes, NOW).expect_err("rejected");
         assert_eq!(err.reason(), "malformed");
-        assert!(err.to_string().contains(cause), "{err} should mention {cause}");
+        assert!(
+            err.to_string().contains(cause),
+            "{err} should mention {cause}"
+        );
     }
     let ok = decode_and_validate(&valid().to_json(), NOW).expect("valid record");
     assert_eq!(ok, valid());
@@ -116,7 +159,10 @@ fn every_rejection_has_a_distinct_stable_reason() {
         Rejection::InvalidIcao24(String::new()),
         Rejection::LatitudeOutOfRange(0.0),
         Rejection::LongitudeOutOfRange(0.0),
-        Rejection::TimeOutOfRange { field: "x", value: 0 },
+        Rejection::TimeOutOfRange {
+            field: "x",
+            value: 0,
+        },
         Rejection::PositionSourceOutOfRange(0),
         Rejection::CategoryOutOfRange(0),
         Rejection::NegativeVelocity(0.0),

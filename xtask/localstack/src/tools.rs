@@ -54,7 +54,8 @@ pub fn tansu() -> anyhow::Result<PathBuf> {
     // Test binaries start stacks in parallel: one installs, the others wait for it.
     let dir = tools_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let lock = std::fs::File::create(dir.join("install.lock")).context("create the install lock")?;
+    let lock =
+        std::fs::File::create(dir.join("install.lock")).context("create the install lock")?;
     lock.lock().context("wait for another tansu install")?;
     if !path.is_file() {
         install_tansu(&path)?;
