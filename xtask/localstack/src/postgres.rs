@@ -45,6 +45,11 @@ impl Postgres {
         let data_dir = match &run_as {
             Some(user) if !reachable_by_others(dir) => {
                 let alt = fallback_dir(dir);
+                // A throw-away cluster must start empty, like its directory under `dir`.
+                if !durable && alt.exists() {
+                    std::fs::remove_dir_all(&alt)
+                        .with_context(|| format!("clear {}", alt.display()))?;
+                }
                 tracing::info!(
                     wanted = %dir.display(),
                     using = %alt.display(),
