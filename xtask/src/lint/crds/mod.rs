@@ -10,6 +10,7 @@
 
 mod argocd;
 mod cnpg;
+mod k3d;
 mod kustomize;
 mod prometheus;
 mod strimzi;
@@ -57,6 +58,8 @@ const KINDS: &[(&str, &str, Checker)] = &[
         "Kustomization",
         parse::<kustomize::Kustomization>,
     ),
+    // The cluster `cargo xtask up` creates (infrastructure/k3d/cluster.yaml).
+    ("k3d.io/v1alpha5", "Simple", parse::<k3d::Simple>),
 ];
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<(), serde_yaml::Error> {
