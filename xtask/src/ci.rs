@@ -27,6 +27,7 @@ impl Ci {
         step("cargo xtask e2e");
         crate::e2e::E2e {
             fixtures: Vec::new(),
+            cluster: None,
         }
         .run(sh)?;
         eprintln!("ci: every step passed");

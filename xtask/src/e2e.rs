@@ -6,6 +6,7 @@
 //! the DLQ, replays the same files again and checks the table did not change. Every
 //! process is stopped when the run ends, pass or fail.
 
+pub mod cluster;
 pub mod landed;
 
 use std::path::PathBuf;
@@ -23,6 +24,17 @@ pub struct E2e {
     /// Fixtures to replay (default: every xtask/fixtures/e2e/*.json, in name order).
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub fixtures: Vec<PathBuf>,
+    /// Run against a cluster instead of a local stack: `k3d` is the one `cargo xtask up`
+    /// creates (its live producer is paused for the run, its table emptied).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub cluster: Option<ClusterKind>,
+}
+
+/// A cluster `e2e` can run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterKind {
+    /// The local k3d cluster of `cargo xtask up`.
+    K3d,
 }
 
 impl E2e {
@@ -35,6 +47,9 @@ impl E2e {
         } else {
             self.fixtures
         };
+        if self.cluster == Some(ClusterKind::K3d) {
+            return cluster::run(sh, &fixtures, snapshots);
+        }
         let expected = landed::Expected::from_fixtures(&fixtures)?;
         let bins = pipeline::build_services(sh)?;
         let dir = pipeline::target_dir(sh).join("e2e");

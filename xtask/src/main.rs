@@ -4,11 +4,15 @@
 //! dispatches; every command lives in its own module.
 
 mod ci;
+mod cluster;
 mod dev;
+mod doctor;
+mod down;
 mod e2e;
 mod images;
 mod lint;
 mod pipeline;
+mod up;
 
 use std::path::PathBuf;
 
@@ -35,6 +39,12 @@ enum Command {
     Images(images::Images),
     /// Validate the infrastructure manifests offline.
     Lint(lint::Lint),
+    /// Create the local k3d cluster with everything on it and wait until it is ready.
+    Up(up::Up),
+    /// Delete the local k3d cluster (succeeds when there is none).
+    Down(down::Down),
+    /// Check the tools the xtask calls and say how to fix what is missing.
+    Doctor(doctor::Doctor),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +57,9 @@ fn main() -> anyhow::Result<()> {
         Command::Ci(cmd) => cmd.run(&sh),
         Command::Images(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),
+        Command::Up(cmd) => cmd.run(&sh),
+        Command::Down(cmd) => cmd.run(&sh),
+        Command::Doctor(cmd) => cmd.run(&sh),
     }
 }
 

@@ -112,9 +112,36 @@ const ROW_SQL: &str = "SELECT icao24, callsign, origin_country,
     ingested_at::text AS ingested_at
 FROM flight_data ORDER BY icao24, time_position LIMIT 6";
 
+/// Where each DLQ partition ended at some moment: a run reads only what came after.
+pub type DlqOffsets = BTreeMap<i32, i64>;
+
+/// The current end of every DLQ partition (on a cluster that already saw other runs).
+pub fn dlq_end_offsets(bootstrap_servers: &str) -> anyhow::Result<DlqOffsets> {
+    let topic = flight_model::DLQ_TOPIC;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut out = DlqOffsets::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        out.insert(p.id(), consumer.fetch_watermarks(topic, p.id(), timeout)?.1);
+    }
+    Ok(out)
+}
+
 impl Landed {
     /// Reads the table through `observer` and the whole DLQ from `bootstrap_servers`.
     pub async fn read(observer: &Observer, bootstrap_servers: &str) -> anyhow::Result<Self> {
+        Self::read_since(observer, bootstrap_servers, &DlqOffsets::new()).await
+    }
+
+    /// Like [`Landed::read`], with only the DLQ records after `since`.
+    pub async fn read_since(
+        observer: &Observer,
+        bootstrap_servers: &str,
+        since: &DlqOffsets,
+    ) -> anyhow::Result<Self> {
         let pool = &observer.pool;
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM flight_data")
             .fetch_one(pool)
@@ -137,7 +164,7 @@ impl Landed {
                 .map(|(c, n)| (c.unwrap_or_else(|| "(none)".into()), n))
                 .collect(),
             first_rows,
-            dlq: read_dlq(bootstrap_servers)?,
+            dlq: read_dlq(bootstrap_servers, since)?,
             table_digest,
         })
     }
@@ -179,7 +206,7 @@ impl Landed {
     }
 }
 
-fn read_dlq(bootstrap_servers: &str) -> anyhow::Result<Vec<DeadLetter>> {
+fn read_dlq(bootstrap_servers: &str, since: &DlqOffsets) -> anyhow::Result<Vec<DeadLetter>> {
     let topic = flight_model::DLQ_TOPIC;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
@@ -192,8 +219,9 @@ fn read_dlq(bootstrap_servers: &str) -> anyhow::Result<Vec<DeadLetter>> {
     let mut expected = 0;
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
         let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-        expected += high - low;
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        let start = since.get(&p.id()).copied().unwrap_or(low).max(low);
+        expected += high - start;
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
     }
     consumer.assign(&tpl)?;
     let mut out = Vec::new();

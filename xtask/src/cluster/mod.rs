@@ -1,0 +1,237 @@
+//! The k3d cluster that `cargo xtask up`, `down` and `e2e --cluster k3d` drive: its
+//! names, the kube client for it, and which objects must be ready before it is usable.
+//!
+//! - [`plan`]: the command lines `up` and `down` run, as data (snapshot-tested).
+//! - [`status`]: what "ready" means for each kind, read from the object's status.
+//! - [`wait`]: waits for every component with Kubernetes watches (never polling kubectl),
+//!   with a per-component and a total timeout, showing [`progress`].
+//! - [`forensics`]: when something is stuck, its logs, events and YAML on disk.
+//! - [`portforward`]: a local TCP port forwarded to a pod, for the e2e test.
+
+pub mod forensics;
+pub mod plan;
+pub mod portforward;
+pub mod progress;
+pub mod status;
+pub mod wait;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_yaml::Value;
+
+use self::status::{ComponentId, Kind};
+
+/// The k3d cluster's name (`metadata.name` of [`CONFIG`]).
+pub const CLUSTER: &str = "flightdeck";
+/// The kubeconfig context k3d writes for it.
+pub const CONTEXT: &str = "k3d-flightdeck";
+/// The k3d cluster configuration.
+pub const CONFIG: &str = "infrastructure/k3d/cluster.yaml";
+/// Ingresses that expose the UIs through the cluster's load balancer.
+pub const UI_INGRESS: &str = "infrastructure/k3d/ui-ingress.yaml";
+/// The Terraform root module.
+pub const TERRAFORM_DIR: &str = "infrastructure/terraform";
+/// The Argo CD app of apps.
+pub const ROOT_APP: &str = "infrastructure/k8s/root-app.yaml";
+/// Where the Applications of the app of apps live.
+pub const APPS_DIR: &str = "infrastructure/k8s/apps";
+/// The kustomization that sets our services' images.
+pub const SERVICES_KUSTOMIZATION: &str = "infrastructure/k8s/flightdeck/kustomization.yaml";
+
+/// A kube client for the k3d cluster's context, whatever the current context is.
+pub async fn client() -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: Some(CONTEXT.to_owned()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_kubeconfig(&options)
+        .await
+        .with_context(|| format!("read the kubeconfig context {CONTEXT} (run `cargo xtask up`)"))?;
+    kube::Client::try_from(config).context("create a Kubernetes client")
+}
+
+/// The kubeconfig file k3d writes into and Terraform reads: the first entry of
+/// `KUBECONFIG`, else `~/.kube/config`.
+pub fn kubeconfig_path() -> PathBuf {
+    if let Some(paths) = std::env::var_os("KUBECONFIG")
+        && let Some(first) = std::env::split_paths(&paths).find(|p| !p.as_os_str().is_empty())
+    {
+        return first;
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".kube/config")
+}
+
+/// Every YAML document of `file`.
+fn documents(file: &Path) -> anyhow::Result<Vec<Value>> {
+    use serde::Deserialize as _;
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    serde_yaml::Deserializer::from_str(&text)
+        .map(Value::deserialize)
+        .filter(|doc| !matches!(doc, Ok(Value::Null)))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parse {}", file.display()))
+}
+
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_str)
+}
+
+/// Every component `up` waits for, read from the repository: the root Application and
+/// every Application in [`APPS_DIR`], and each Kafka, CloudNativePG Cluster and
+/// Deployment those Applications sync from this repository.
+pub fn expected_components(root: &Path) -> anyhow::Result<Vec<ComponentId>> {
+    let mut out = Vec::new();
+    let mut apps = vec![root.join(ROOT_APP)];
+    apps.extend(yaml_files(&root.join(APPS_DIR))?);
+    for file in apps {
+        for app in documents(&file)? {
+            let name = str_at(&app, &["metadata", "name"])
+                .with_context(|| format!("{}: an Application without a name", file.display()))?;
+            let namespace = str_at(&app, &["metadata", "namespace"]).unwrap_or("argocd");
+            out.push(ComponentId::new(Kind::Application, namespace, name));
+            let Some(path) = str_at(&app, &["spec", "source", "path"]) else {
+                continue; // a Helm chart: its Application's health covers it
+            };
+            if path == APPS_DIR {
+                continue; // the app of apps
+            }
+            let destination =
+                str_at(&app, &["spec", "destination", "namespace"]).unwrap_or("default");
+            for file in yaml_files(&root.join(path))? {
+                for doc in documents(&file)? {
+                    let kind = match (str_at(&doc, &["apiVersion"]), str_at(&doc, &["kind"])) {
+                        (Some(v), Some("Kafka")) if v.starts_with("kafka.strimzi.io/") => {
+                            Kind::Kafka
+                        }
+                        (Some(v), Some("Cluster")) if v.starts_with("postgresql.cnpg.io/") => {
+                            Kind::PgCluster
+                        }
+                        (Some("apps/v1"), Some("Deployment")) => Kind::Deployment,
+                        _ => continue,
+                    };
+                    let name = str_at(&doc, &["metadata", "name"]).unwrap_or("?");
+                    let namespace = str_at(&doc, &["metadata", "namespace"]).unwrap_or(destination);
+                    out.push(ComponentId::new(kind, namespace, name));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `*.yaml` files under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A service image as the cluster's manifests reference it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceImage {
+    /// The binary (and image) name: `processor`, `producer`.
+    pub bin: String,
+    /// The full reference, e.g. `ghcr.io/flightdeck/flightdeck/processor:0.1.0-…`.
+    pub reference: String,
+}
+
+/// The images of [`SERVICES_KUSTOMIZATION`]: `images[].name` with its `newTag`.
+pub fn service_images(root: &Path) -> anyhow::Result<Vec<ServiceImage>> {
+    let file = root.join(SERVICES_KUSTOMIZATION);
+    let docs = documents(&file)?;
+    let images = docs
+        .first()
+        .and_then(|d| d.get("images"))
+        .and_then(Value::as_sequence)
+        .with_context(|| format!("{}: no `images:` list", file.display()))?;
+    images
+        .iter()
+        .map(|image| {
+            let name = str_at(image, &["name"]).context("an image without `name`")?;
+            let tag = str_at(image, &["newTag"])
+                .with_context(|| format!("{}: image {name} has no `newTag`", file.display()))?;
+            let bin = name.rsplit('/').next().unwrap_or(name).to_owned();
+            Ok(ServiceImage {
+                bin,
+                reference: format!("{}:{tag}", str_at(image, &["newName"]).unwrap_or(name)),
+            })
+        })
+        .collect()
+}
+
+/// The longest collecting forensics may take.
+const FORENSICS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Waits until every `expected` component is ready; when one is stuck or the total
+/// timeout runs out, writes forensics under `<target>/forensics/` and fails with what is
+/// stuck, why, and where the forensics are.
+pub async fn ready_or_forensics(
+    client: &kube::Client,
+    expected: &[ComponentId],
+    timeouts: wait::Timeouts,
+    progress: &mut dyn progress::Progress,
+    target: &Path,
+) -> anyhow::Result<std::time::Duration> {
+    match wait::wait_ready(client, expected, timeouts, progress).await {
+        Ok(took) => Ok(took),
+        Err(stuck) => {
+            let dir = forensics::new_dir(target);
+            let report = stuck.to_string();
+            // NB: bounded, so that an API server that stopped answering cannot hide the
+            // failure behind a hang.
+            let namespaces = stuck.namespaces();
+            let collect = forensics::collect(client, &dir, &report, &namespaces);
+            let saved = match tokio::time::timeout(FORENSICS_TIMEOUT, collect).await {
+                Ok(Ok(())) => format!("forensics (logs, events, YAML) in {}", dir.display()),
+                Ok(Err(error)) => format!("collecting forensics failed too: {error:#}"),
+                Err(_) => format!(
+                    "collecting forensics took longer than {}s; what was written is in {}",
+                    FORENSICS_TIMEOUT.as_secs(),
+                    dir.display()
+                ),
+            };
+            anyhow::bail!("{report}{saved}")
+        }
+    }
+}
+
+/// Parses `90s`, `10m`, `1h` or plain seconds (`600`), for the timeout flags.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 10m or 1h"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}

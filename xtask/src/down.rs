@@ -1,0 +1,41 @@
+//! `cargo xtask down`: deletes the k3d cluster and the Terraform state that described it.
+//! Succeeds when there is no cluster (or no k3d at all): there is nothing to delete.
+
+use xshell::{Shell, cmd};
+
+use crate::cluster::plan::{self, ClusterState};
+
+/// Delete the k3d cluster and its Terraform state; succeeds when there is none.
+#[derive(Debug, clap::Args)]
+pub struct Down {
+    /// Print the steps and stop without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Down {
+    /// Deletes what exists.
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let cluster = match cmd!(sh, "k3d cluster list -o json")
+            .quiet()
+            .ignore_stderr()
+            .read()
+        {
+            Ok(json) => plan::cluster_state(&json)?,
+            Err(_) => {
+                eprintln!(
+                    "down: `k3d cluster list` failed (is k3d installed, does Docker run?): no cluster to delete"
+                );
+                ClusterState::Absent
+            }
+        };
+        let plan = plan::down(cluster, &plan::terraform_state_files(&sh.current_dir()));
+        println!("cargo xtask down: the plan\n\n{plan}");
+        if self.dry_run {
+            return Ok(());
+        }
+        plan::execute(sh, &plan, || Ok(()))?;
+        println!("\nthe k3d cluster {} is gone", crate::cluster::CLUSTER);
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! `cargo xtask e2e --cluster k3d`: the local e2e's replay and snapshots, against the
+//! platform `cargo xtask up` runs.
+//!
+//! - The deployed processor does the work. The live producer would add real flights to
+//!   the table, so it is paused for the run: auto-sync of the app of apps and of the
+//!   `flightdeck` Application is switched off and the producer scaled to 0; at the end
+//!   auto-sync is switched back on and Argo CD restores both from git.
+//! - The table is emptied once the processor caught up; the DLQ cannot be emptied, so the
+//!   run reads only what comes after its end offsets ([`landed::Landed::read_since`]).
+//! - The producer image replays the committed fixtures as a Kubernetes Job, the fixtures
+//!   shipped in a ConfigMap; its summary line is read from the pod's log.
+//! - The test reaches PostgreSQL and Kafka through port-forwards made with `kube`. Kafka
+//!   is read from the host: the broker pod's `host` listener advertises `localhost:9094`
+//!   (infrastructure/k8s/kafka/cluster/kafka.yaml), so forwarding local port 9094 to it
+//!   gives a client that follows the broker's metadata exactly that address. That keeps
+//!   one implementation of the DLQ read and of the assertions ([`landed`]), not a second
+//!   one parsing a Job's output.
+//!
+//! On failure the run writes forensics of `processing`, `kafka` and `database`.
+
+mod reach;
+mod replay;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::json;
+use xshell::Shell;
+
+use self::reach::{forward, wait_drained};
+use self::replay::ReplayJob;
+use super::landed::{self, Expected, Landed};
+use crate::cluster::status::Kind;
+use crate::cluster::wait::Timeouts;
+use crate::cluster::{self, progress};
+use crate::pipeline::{self, Observer};
+
+const NAMESPACE: &str = "processing";
+const FIXTURES_CONFIGMAP: &str = "flightdeck-e2e-fixtures";
+const E2E_LABEL: &str = "flightdeck.io/e2e";
+/// The Kafka listener that advertises `localhost:9094` (see the module docs).
+const KAFKA_HOST_PORT: u16 = 9094;
+/// The Applications whose auto-sync is paused: the app of apps, then ours.
+const PAUSED_APPS: [&str; 2] = ["flightdeck-root", "flightdeck"];
+const READY: Timeouts = Timeouts {
+    component: Duration::from_secs(300),
+    total: Duration::from_secs(600),
+};
+
+/// Runs the cluster e2e with `fixtures`; `snapshots` compares with the committed ones.
+pub fn run(sh: &Shell, fixtures: &[PathBuf], snapshots: bool) -> anyhow::Result<()> {
+    let expected = Expected::from_fixtures(fixtures)?;
+    let root = sh.current_dir();
+    let target = pipeline::target_dir(sh);
+    // NB: the rdkafka reads block their thread; the port-forwards need others.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let first = runtime.block_on(async {
+        let client = cluster::client().await?;
+        eprintln!("e2e --cluster k3d: checking that every component is ready");
+        let components = cluster::expected_components(&root)?;
+        let mut progress = progress::for_stderr();
+        cluster::ready_or_forensics(&client, &components, READY, progress.as_mut(), &target)
+            .await?;
+        drop(progress);
+
+        let result = match pause_live_producer(&client).await {
+            Ok(()) => replay_and_check(&client, fixtures, &expected).await,
+            Err(error) => Err(error),
+        };
+        let restored = restore_auto_sync(&client).await;
+        let cleaned = delete_e2e_objects(&client).await;
+        match result {
+            Ok(first) => {
+                restored?;
+                cleaned?;
+                Ok(first)
+            }
+            Err(error) => {
+                let dir = cluster::forensics::new_dir(&target);
+                let namespaces: BTreeSet<String> =
+                    ["processing", "kafka", "database"].map(String::from).into();
+                let report = format!("e2e --cluster k3d failed: {error:#}");
+                match cluster::forensics::collect(&client, &dir, &report, &namespaces).await {
+                    Ok(()) => eprintln!("e2e: forensics (logs, events, YAML) in {}", dir.display()),
+                    Err(e) => eprintln!("e2e: collecting forensics failed too: {e:#}"),
+                }
+                Err(error)
+            }
+        }
+    })?;
+    if snapshots {
+        first.assert_snapshots();
+    } else {
+        eprintln!("e2e: custom fixtures: counts checked against the files, snapshots skipped");
+    }
+    eprintln!(
+        "e2e --cluster k3d: passed: {} rows, {} countries, {} DLQ records; the replay changed nothing",
+        first.rows,
+        first.per_country.len(),
+        first.dlq.len()
+    );
+    Ok(())
+}
+
+/// Switches off auto-sync (root first, so it cannot undo the child) and scales the live
+/// producer to zero, then waits until its pods are gone.
+async fn pause_live_producer(client: &kube::Client) -> anyhow::Result<()> {
+    eprintln!("e2e: pausing the live producer (auto-sync off, replicas 0)");
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "argocd", &Kind::Application.api_resource());
+    for app in PAUSED_APPS {
+        let patch = json!({"spec": {"syncPolicy": {"automated": null}}});
+        apps.patch(app, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("switch off auto-sync of the Application {app}"))?;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    deployments
+        .patch(
+            "producer",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .context("scale the producer to 0")?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let live =
+        ListParams::default().labels(&format!("app.kubernetes.io/name=producer,!{E2E_LABEL}"));
+    for _ in 0..60 {
+        if pods
+            .list(&live)
+            .await
+            .context("list producer pods")?
+            .items
+            .is_empty()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    bail!("the live producer's pods did not stop within 120 s")
+}
+
+/// Switches auto-sync back on for the app of apps; Argo CD then restores the
+/// `flightdeck` Application from git, and it the producer's replicas.
+async fn restore_auto_sync(client: &kube::Client) -> anyhow::Result<()> {
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "argocd", &Kind::Application.api_resource());
+    let patch = json!({"spec": {"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}});
+    apps.patch(
+        PAUSED_APPS[0],
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .context("switch auto-sync of the app of apps back on")?;
+    eprintln!("e2e: auto-sync is back on: Argo CD restores the live producer");
+    Ok(())
+}
+
+async fn delete_e2e_objects(client: &kube::Client) -> anyhow::Result<()> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
+    jobs.delete_collection(
+        &DeleteParams::background(),
+        &ListParams::default().labels(E2E_LABEL),
+    )
+    .await
+    .context("delete the replay Jobs")?;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    match maps
+        .delete(FIXTURES_CONFIGMAP, &DeleteParams::default())
+        .await
+    {
+        Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
+        Err(error) => Err(error).context("delete the fixtures ConfigMap"),
+    }
+}
+
+/// Everything between pausing and restoring: the replay twice and every check.
+async fn replay_and_check(
+    client: &kube::Client,
+    fixtures: &[PathBuf],
+    expected: &Expected,
+) -> anyhow::Result<Landed> {
+    let (at, _forwards) = forward(client).await?;
+    let observer = Observer::connect(&at).await?;
+    wait_drained(&observer).await?;
+    sqlx::query("TRUNCATE flight_data")
+        .execute(&observer.pool)
+        .await
+        .context("empty flight_data before the replay")?;
+    let since = landed::dlq_end_offsets(&at.bootstrap_servers)?;
+    let job = ReplayJob::prepare(client, fixtures).await?;
+
+    eprintln!("e2e: replaying {} fixture(s) in a Job", fixtures.len());
+    let summary = job.run(client, 1).await?;
+    ensure!(
+        summary.produced == expected.produced,
+        "produced {} records, the fixtures hold {}",
+        summary.produced,
+        expected.produced
+    );
+    wait_drained(&observer).await?;
+    let first = Landed::read_since(&observer, &at.bootstrap_servers, &since).await?;
+    first.assert_matches(expected)?;
+
+    eprintln!("e2e: replaying the same fixtures again");
+    job.run(client, 2).await?;
+    wait_drained(&observer).await?;
+    let second = Landed::read_since(&observer, &at.bootstrap_servers, &since).await?;
+    ensure!(
+        second.table_digest == first.table_digest,
+        "the second replay changed flight_data ({} rows before, {} after)",
+        first.rows,
+        second.rows
+    );
+    ensure!(
+        second.dlq.len() == 2 * first.dlq.len(),
+        "the second replay dead-lettered {} records, expected {} again",
+        second.dlq.len() - first.dlq.len(),
+        first.dlq.len()
+    );
+    Ok(first)
+}

@@ -1,0 +1,166 @@
+//! The producer's replay as a Kubernetes Job: the fixtures shipped in a ConfigMap, the
+//! image and broker read from the live producer Deployment, the summary line read from
+//! the pod's log.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use serde_json::json;
+
+use super::{E2E_LABEL, FIXTURES_CONFIGMAP, NAMESPACE};
+use crate::pipeline::ReplaySummary;
+
+/// The replay Job's template: the live producer's image and broker, the fixtures mounted.
+pub struct ReplayJob {
+    image: String,
+    bootstrap: String,
+    files: Vec<String>,
+    run_id: u64,
+}
+
+impl ReplayJob {
+    /// Ships the fixtures in the ConfigMap and reads image and broker from the producer.
+    pub async fn prepare(client: &kube::Client, fixtures: &[PathBuf]) -> anyhow::Result<Self> {
+        let mut data = std::collections::BTreeMap::new();
+        for file in fixtures {
+            let name = file_name(file)?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            data.insert(name, text);
+        }
+        let files = data
+            .keys()
+            .map(|name| format!("/fixtures/{name}"))
+            .collect();
+        let map: ConfigMap = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": FIXTURES_CONFIGMAP, "labels": {E2E_LABEL: "fixtures"}},
+            "data": data,
+        }))?;
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+        maps.patch(
+            FIXTURES_CONFIGMAP,
+            &PatchParams::apply("flightdeck-e2e").force(),
+            &Patch::Apply(&map),
+        )
+        .await
+        .context("ship the fixtures in a ConfigMap")?;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+        let producer = deployments
+            .get("producer")
+            .await
+            .context("read the producer Deployment")?;
+        let container = producer
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.containers.into_iter().next())
+            .context("the producer Deployment has no container")?;
+        let bootstrap = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "KAFKA_BOOTSTRAP_SERVERS")
+            .and_then(|e| e.value.clone())
+            .context("the producer has no KAFKA_BOOTSTRAP_SERVERS")?;
+        Ok(Self {
+            image: container.image.context("the producer has no image")?,
+            bootstrap,
+            files,
+            run_id: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+        })
+    }
+
+    /// Runs replay number `n` to completion and returns the producer's summary.
+    pub async fn run(&self, client: &kube::Client, n: u32) -> anyhow::Result<ReplaySummary> {
+        let name = format!("flightdeck-e2e-replay-{}-{n}", self.run_id);
+        let labels = json!({"app.kubernetes.io/name": "producer", "app.kubernetes.io/part-of": "flightdeck", E2E_LABEL: "replay"});
+        let mut args = vec!["--replay".to_owned()];
+        args.extend(self.files.iter().cloned());
+        let job: Job = serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600, "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "producer", "image": self.image, "imagePullPolicy": "IfNotPresent", "args": args,
+                        "env": [{"name": "KAFKA_BOOTSTRAP_SERVERS", "value": self.bootstrap}],
+                        "volumeMounts": [{"name": "fixtures", "mountPath": "/fixtures", "readOnly": true}],
+                        "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]}}}],
+                    "volumes": [{"name": "fixtures", "configMap": {"name": FIXTURES_CONFIGMAP}}]}}}
+        }))?;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .with_context(|| format!("create the Job {name}"))?;
+        let finished = |job: Option<&Job>| {
+            job.and_then(|j| j.status.as_ref())
+                .is_some_and(|s| s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0)
+        };
+        let done = tokio::time::timeout(
+            Duration::from_secs(300),
+            await_condition(jobs, &name, finished),
+        )
+        .await
+        .with_context(|| format!("the Job {name} did not finish within 300 s"))??;
+        let log = job_log(client, &name).await?;
+        let succeeded = done
+            .and_then(|j| j.status)
+            .and_then(|s| s.succeeded)
+            .unwrap_or(0)
+            > 0;
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .unwrap_or_default();
+        ensure!(
+            succeeded,
+            "the replay Job {name} failed; its log:\n{}",
+            tail(&log)
+        );
+        serde_json::from_str(last)
+            .with_context(|| format!("read the summary line of {name}: {last:?}"))
+    }
+}
+
+fn file_name(file: &Path) -> anyhow::Result<String> {
+    Ok(file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no file name", file.display()))?
+        .to_owned())
+}
+
+async fn job_log(client: &kube::Client, job: &str) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await?;
+    let pod = list
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .with_context(|| format!("the Job {job} has no pod"))?;
+    pods.logs(&pod, &Default::default())
+        .await
+        .with_context(|| format!("read the log of {pod}"))
+}
+
+/// The last 30 lines.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
