@@ -4,59 +4,19 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use xshell::{Shell, cmd};
 
 use super::Finding;
 
-/// FNV-1a: a stable, dependency-free fingerprint of the requirements.
-fn fingerprint(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// `~/.cache/flightdeck/airflow-venv-<fingerprint>`, created when missing.
+/// The cached virtualenv with the pinned Airflow of `dags/requirements.txt` (about two
+/// minutes to create with a warm network).
 fn venv(sh: &Shell, root: &Path) -> anyhow::Result<PathBuf> {
-    let requirements = root.join("dags/requirements.txt");
-    let text = std::fs::read_to_string(&requirements).context("read dags/requirements.txt")?;
-    let python_version = cmd!(sh, "python3 --version")
-        .quiet()
-        .read()
-        .context("run python3 --version")?;
-    let cache = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    };
-    let dir = cache.join("flightdeck").join(format!(
-        "airflow-venv-{:016x}",
-        fingerprint(&(text + &python_version))
-    ));
-    let done = dir.join(".flightdeck-complete");
-    if done.exists() {
-        return Ok(dir);
-    }
-    eprintln!(
-        "lint: creating the Airflow virtualenv for the DAG import test in {} (first use: about 2 minutes)",
-        dir.display()
-    );
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("remove the incomplete {}", dir.display()))?;
-    }
-    cmd!(sh, "python3 -m venv {dir}")
-        .quiet()
-        .run()
-        .context("create the virtualenv")?;
-    let pip = dir.join("bin/pip");
-    cmd!(
+    super::venv::cached(
         sh,
-        "{pip} install --quiet --disable-pip-version-check -r {requirements}"
+        "airflow-venv",
+        &root.join("dags/requirements.txt"),
+        "Airflow (DAG import test)",
     )
-    .run()
-    .context("install dags/requirements.txt")?;
-    std::fs::write(&done, "").context("mark the virtualenv complete")?;
-    Ok(dir)
 }
 
 /// Runs the DAG tests; a failure is one finding on `dags/pipeline.py` with the output.

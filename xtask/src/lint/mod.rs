@@ -11,17 +11,21 @@
 //!   automated prune + selfHeal, `CreateNamespace=true`, one repoURL), pod security of our
 //!   workloads.
 //! - [`secrets`]: nothing that looks like a committed credential.
-//! - [`tools`]: `kubectl kustomize`, `terraform fmt -check`, `nix-instantiate --parse` and the
-//!   DAG import test, each when its tool is installed.
+//! - [`environment`]: the pinned environment: workflows (actions pinned by SHA, GitHub's
+//!   schema), the devcontainer, `flake.lock`, `.envrc` and the k3s image.
+//! - [`tools`]: `kubectl kustomize`, `terraform fmt -check`, `nix-instantiate --parse`, the
+//!   DAG import test and the workflow schema check, each when its tool is installed.
 
 mod crds;
 mod dags;
+mod environment;
 mod manifests;
 mod policy;
 mod secrets;
 mod security;
 mod terraform;
 mod tools;
+mod venv;
 mod yaml;
 
 #[cfg(test)]
@@ -122,6 +126,7 @@ pub fn lint_tree(root: &Path) -> anyhow::Result<Vec<Finding>> {
     findings.extend(policy::check_tree(&files));
     findings.extend(terraform::check(root)?);
     findings.extend(secrets::check_text_files(root)?);
+    findings.extend(environment::check(root)?);
     findings.sort();
     findings.dedup();
     Ok(findings)

@@ -128,7 +128,8 @@ pub fn check_text_files(root: &Path) -> anyhow::Result<Vec<Finding>> {
     Ok(findings)
 }
 
-fn line_problem(line: &str, is_tf: bool) -> Option<String> {
+/// What is wrong with `line`, when it holds something that looks like a credential.
+pub(super) fn line_problem(line: &str, is_tf: bool) -> Option<String> {
     if line.contains("-----BEGIN") && line.contains("PRIVATE KEY") {
         return Some("a private key is committed".into());
     }

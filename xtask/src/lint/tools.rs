@@ -1,5 +1,6 @@
 //! Checks that run external tools, each only when the tool is installed: the rendered
-//! kustomizations, `terraform fmt`, the flake's syntax and the DAG import test.
+//! kustomizations, `terraform fmt`, the flake's syntax, the DAG import test and the
+//! workflows against GitHub's schema.
 
 use std::path::Path;
 
@@ -57,6 +58,14 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
         } else {
             skipped("the DAG import test", "python3");
         }
+    }
+    if has_tool("python3") {
+        findings.extend(super::environment::schema_check(sh, root)?);
+    } else {
+        skipped(
+            "the GitHub workflow schema check (check-jsonschema)",
+            "python3",
+        );
     }
     Ok(findings)
 }
