@@ -35,7 +35,7 @@ impl Down {
             return Ok(());
         }
         plan::execute(sh, &plan, || Ok(()))?;
-        println!("\nthe k3d cluster {} is gone", crate::cluster::CLUSTER);
+        println!("\nno k3d cluster {} any more", crate::cluster::CLUSTER);
         Ok(())
     }
 }

@@ -65,7 +65,9 @@ impl Up {
             total: self.timeout,
         };
         let mut took = Duration::ZERO;
-        plan::execute(sh, &plan, || {
+        let mut waited = false;
+        let result = plan::execute(sh, &plan, || {
+            waited = true;
             let expected = cluster::expected_components(&root)?;
             let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
             took = runtime.block_on(async {
@@ -81,9 +83,37 @@ impl Up {
                 .await
             })?;
             Ok(())
-        })?;
+        });
+        if let Err(error) = result {
+            // The wait writes its own forensics; a failed step (Terraform waiting for
+            // Argo CD, an apply) gets the base namespaces' when the cluster answers.
+            if !waited {
+                step_forensics(&target, &error);
+            }
+            return Err(error);
+        }
         println!("{}", ready_message(took));
         Ok(())
+    }
+}
+
+/// Best effort: forensics of `argocd` and `kube-system` after a failed step.
+fn step_forensics(target: &std::path::Path, error: &anyhow::Error) {
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        return;
+    };
+    let dir = cluster::forensics::new_dir(target);
+    let namespaces: std::collections::BTreeSet<String> =
+        ["argocd", "kube-system"].map(String::from).into();
+    let summary = format!("cargo xtask up failed: {error:#}");
+    let written = runtime.block_on(async {
+        let client = cluster::client().await?;
+        let collect = cluster::forensics::collect(&client, &dir, &summary, &namespaces);
+        tokio::time::timeout(Duration::from_secs(120), collect).await?
+    });
+    match written {
+        Ok(()) => eprintln!("up: forensics (logs, events, YAML) in {}", dir.display()),
+        Err(_) => eprintln!("up: no forensics: the cluster does not answer"),
     }
 }
 

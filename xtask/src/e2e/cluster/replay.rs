@@ -76,13 +76,13 @@ impl ReplayJob {
         })
     }
 
-    /// Runs replay number `n` to completion and returns the producer's summary.
-    pub async fn run(&self, client: &kube::Client, n: u32) -> anyhow::Result<ReplaySummary> {
-        let name = format!("flightdeck-e2e-replay-{}-{n}", self.run_id);
+    /// The Job `name`: the producer replaying every fixture once, locked down like the
+    /// producer Deployment, and labelled so the `allow-kafka` NetworkPolicy applies.
+    fn job(&self, name: &str) -> anyhow::Result<Job> {
         let labels = json!({"app.kubernetes.io/name": "producer", "app.kubernetes.io/part-of": "flightdeck", E2E_LABEL: "replay"});
         let mut args = vec!["--replay".to_owned()];
         args.extend(self.files.iter().cloned());
-        let job: Job = serde_json::from_value(json!({
+        serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "labels": labels},
             "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600, "template": {
@@ -100,7 +100,14 @@ impl ReplayJob {
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                             "capabilities": {"drop": ["ALL"]}}}],
                     "volumes": [{"name": "fixtures", "configMap": {"name": FIXTURES_CONFIGMAP}}]}}}
-        }))?;
+        }))
+        .context("build the replay Job")
+    }
+
+    /// Runs replay number `n` to completion and returns the producer's summary.
+    pub async fn run(&self, client: &kube::Client, n: u32) -> anyhow::Result<ReplaySummary> {
+        let name = format!("flightdeck-e2e-replay-{}-{n}", self.run_id);
+        let job = self.job(&name)?;
         let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
         jobs.create(&PostParams::default(), &job)
             .await
@@ -121,18 +128,17 @@ impl ReplayJob {
             .and_then(|s| s.succeeded)
             .unwrap_or(0)
             > 0;
-        let last = log
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .unwrap_or_default();
         ensure!(
             succeeded,
             "the replay Job {name} failed; its log:\n{}",
             tail(&log)
         );
-        serde_json::from_str(last)
-            .with_context(|| format!("read the summary line of {name}: {last:?}"))
+        // NB: the pod log interleaves stderr (the producer's log) with the summary line
+        // on stdout: the last line that parses as a summary is it.
+        log.lines()
+            .rev()
+            .find_map(|line| serde_json::from_str(line.trim()).ok())
+            .with_context(|| format!("no summary line in the log of {name}:\n{}", tail(&log)))
     }
 }
 
@@ -163,4 +169,26 @@ async fn job_log(client: &kube::Client, job: &str) -> anyhow::Result<String> {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_job_runs_the_live_producer_s_image_on_the_shipped_fixtures() {
+        let replay = ReplayJob {
+            image: "ghcr.io/flightdeck/flightdeck/producer:0.1.0-000000000000".into(),
+            bootstrap: "flightdeck-kafka-bootstrap.kafka:9092".into(),
+            files: vec![
+                "/fixtures/states-1649392659.json".into(),
+                "/fixtures/states-1649392669.json".into(),
+            ],
+            run_id: 1_700_000_000,
+        };
+        let job = replay
+            .job("flightdeck-e2e-replay-1700000000-1")
+            .expect("a Job");
+        insta::assert_yaml_snapshot!(job);
+    }
 }
