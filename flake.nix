@@ -38,13 +38,14 @@
         # reads the same modules, versions.tf and providers, and answers as `terraform`.
         terraform = pkgs.writeShellScriptBin "terraform" ''exec ${pkgs.opentofu}/bin/tofu "$@"'';
 
-        # What the crates read at build time: sources, migrations (sqlx::migrate!) and
-        # the xtask's fixtures and snapshots (its tests).
+        # What the crates read at build time: sources, migrations (sqlx::migrate!), the
+        # services' JSON test fixtures (include_str!) and the xtask's fixtures and snapshots.
         src = lib.fileset.toSource {
           root = ./.;
           fileset = lib.fileset.unions [
             (craneLib.fileset.commonCargoSources ./.)
             ./services/processor/migrations
+            (lib.fileset.fileFilter (file: file.hasExt "json") ./services)
             ./xtask/fixtures
             (lib.fileset.fileFilter (file: file.hasExt "snap") ./.)
           ];
