@@ -289,8 +289,10 @@ struct LogFollower {
 }
 
 impl LogFollower {
+    /// Follows from the current end: earlier runs' lines are not news.
     fn new(path: PathBuf) -> Self {
-        Self { path, offset: 0 }
+        let offset = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+        Self { path, offset }
     }
 
     fn new_warnings(&mut self) -> Vec<String> {
