@@ -74,8 +74,20 @@ fn probe(tool: &Tool) -> Row {
 
 /// PostgreSQL server binaries and the broker, found the way the local stack finds them.
 fn local_stack_rows() -> Vec<Row> {
+    // The server binaries the local stack runs (initdb, postgres, createdb), found as it
+    // finds them: on PATH or in Debian's /usr/lib/postgresql/*/bin.
     let postgres = match localstack::postgres::bin_dir() {
-        Ok(dir) => (dir.display().to_string(), None),
+        Ok(dir) => {
+            let out = Command::new(dir.join("postgres")).arg("--version").output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            match text.ok().as_deref().and_then(version) {
+                Some((major, minor, patch)) => (format!("{major}.{minor}.{patch}"), None),
+                None => (
+                    "unknown version".to_owned(),
+                    Some(format!("`{}/postgres --version` fails", dir.display())),
+                ),
+            }
+        }
         Err(error) => ("not found".to_owned(), Some(format!("{error:#}"))),
     };
     let tansu = localstack::tools::tansu_path();
@@ -91,9 +103,9 @@ fn local_stack_rows() -> Vec<Row> {
     };
     vec![
         Row {
-            name: "initdb, postgres".into(),
+            name: "postgres server".into(),
             found: postgres.0,
-            expected: "PostgreSQL server binaries".into(),
+            expected: "initdb, postgres, createdb".into(),
             need: Need::Local,
             problem: postgres.1,
             fix: "`nix develop`, or `apt-get install postgresql`".into(),
