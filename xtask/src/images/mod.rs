@@ -210,12 +210,20 @@ fn push(sh: &Shell, built: &[Built], registry: &str, insecure: bool) -> Result<(
     } else {
         &[]
     };
+    // NB: skopeo refuses to copy without a signature policy file. Images we just built
+    // need no signature check, so where the machine has no policy (Debian containers,
+    // the devcontainer) the copy runs with the permissive default instead of failing.
+    let home_policy = std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".config/containers/policy.json"));
+    let has_policy = std::path::Path::new("/etc/containers/policy.json").exists()
+        || home_policy.is_some_and(|p| p.exists());
+    let policy: &[&str] = if has_policy { &[] } else { &["--insecure-policy"] };
     for Built { image, written } in built {
         for tag in &image.tags {
             let src = format!("oci:{}:{tag}", written.layout.display());
             let dest = format!("docker://{registry}/{}:{tag}", image.name);
             println!("==> pushing {dest}");
-            cmd!(sh, "skopeo copy --quiet {tls...} {src} {dest}")
+            cmd!(sh, "skopeo {policy...} copy --quiet {tls...} {src} {dest}")
                 .run()
                 .with_context(|| format!("push {dest}"))?;
         }
