@@ -217,7 +217,11 @@ fn push(sh: &Shell, built: &[Built], registry: &str, insecure: bool) -> Result<(
         .map(|h| std::path::PathBuf::from(h).join(".config/containers/policy.json"));
     let has_policy = std::path::Path::new("/etc/containers/policy.json").exists()
         || home_policy.is_some_and(|p| p.exists());
-    let policy: &[&str] = if has_policy { &[] } else { &["--insecure-policy"] };
+    let policy: &[&str] = if has_policy {
+        &[]
+    } else {
+        &["--insecure-policy"]
+    };
     for Built { image, written } in built {
         for tag in &image.tags {
             let src = format!("oci:{}:{tag}", written.layout.display());
