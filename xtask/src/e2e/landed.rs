@@ -196,6 +196,24 @@ impl Landed {
         Ok(())
     }
 
+    /// After the same input was replayed again: the table is byte for byte what it was
+    /// after `first`, and the DLQ received the invalid records once more.
+    pub fn assert_replay_changed_nothing(&self, first: &Landed) -> anyhow::Result<()> {
+        ensure!(
+            self.table_digest == first.table_digest,
+            "the second replay changed flight_data ({} rows before, {} after)",
+            first.rows,
+            self.rows
+        );
+        ensure!(
+            self.dlq.len() == 2 * first.dlq.len(),
+            "the second replay dead-lettered {} records, expected {} again",
+            self.dlq.len().saturating_sub(first.dlq.len()),
+            first.dlq.len()
+        );
+        Ok(())
+    }
+
     /// Compares with the committed snapshots (`ingested_at` redacted).
     pub fn assert_snapshots(&self) {
         insta::assert_yaml_snapshot!("rows_per_country", (self.rows, &self.per_country));
