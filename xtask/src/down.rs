@@ -1,5 +1,6 @@
 //! `cargo xtask down`: deletes the k3d cluster and the Terraform state that described it.
 //! Succeeds when there is no cluster (or no k3d at all): there is nothing to delete.
+//! Refuses a cluster of the same name that was not made from our k3d config.
 
 use xshell::{Shell, cmd};
 
@@ -29,12 +30,14 @@ impl Down {
                 ClusterState::Absent
             }
         };
-        let plan = plan::down(cluster, &plan::terraform_state_files(&sh.current_dir()));
+        let plan = plan::down(&cluster, &plan::terraform_state_files(&sh.current_dir()))?;
         println!("cargo xtask down: the plan\n\n{plan}");
         if self.dry_run {
             return Ok(());
         }
-        plan::execute(sh, &plan, || Ok(()))?;
+        plan::execute(sh, &plan, |action| {
+            anyhow::bail!("`down` has no in-process step: {action:?}")
+        })?;
         println!("\nno k3d cluster {} any more", crate::cluster::CLUSTER);
         Ok(())
     }

@@ -1,29 +1,41 @@
-//! `cargo xtask up`: the whole platform on a local k3d cluster, in one command.
+//! `cargo xtask up`: the whole platform on a local k3d cluster, in one command, running
+//! what is checked out.
 //!
-//! Checks the tools (as `doctor` does), creates the cluster from
-//! `infrastructure/k3d/cluster.yaml` unless it exists, builds the service images and
-//! imports them, applies Terraform (namespaces, Argo CD, generated secrets) and the app of
-//! apps, then waits with Kubernetes watches until every Application is Synced and
-//! Healthy, Kafka and the Postgres clusters are Ready and our Deployments are available.
-//! The plan is printed first ([`crate::cluster::plan`]); on a healthy cluster a second
-//! run changes nothing. When the wait fails it names the stuck component and writes
-//! forensics to `target/forensics/<timestamp>/`.
+//! Checks the machine first (the tools and the Docker daemon as `doctor` does, the host
+//! ports, a cluster of our name made by someone else, a checkout with a commit): each
+//! problem is one message with its fix, before anything is created. Then it creates the
+//! cluster from `infrastructure/k3d/cluster.yaml` unless it exists, builds the service
+//! images and imports them under their digest-derived tags, applies Terraform
+//! (namespaces, Argo CD, generated secrets), starts the in-cluster git server, pushes a
+//! snapshot commit of the working tree to it ([`crate::cluster::snapshot`]), applies the
+//! app of apps and waits with Kubernetes watches until every Application is Synced and
+//! Healthy at that revision, Kafka and the Postgres clusters are Ready and our
+//! Deployments are available. The plan is printed first ([`crate::cluster::plan`]); a
+//! second run with nothing changed pushes nothing and changes nothing. When a step or
+//! the wait fails, forensics go to `target/forensics/<timestamp>/`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::cluster::plan::{self, ClusterState, UpFacts};
-use crate::cluster::{self, CONTEXT, progress, wait::Timeouts};
+use crate::cluster::deploy::{Connect, Deployer};
+use crate::cluster::plan::{self, ClusterState, Plan, PlannedImage, UpFacts};
+use crate::cluster::snapshot::{Checkout, short};
+use crate::cluster::source::{self, Source};
+use crate::cluster::{self, CONTEXT, preflight, progress, wait::Timeouts};
+use crate::images::built::{self, Planned};
 
-/// Create the k3d cluster (unless it exists) and wait until everything on it is ready.
+/// Create the k3d cluster (unless it exists), deploy the checkout and wait until it is ready.
 #[derive(Debug, clap::Args)]
 pub struct Up {
-    /// Print the steps (every command line) and stop without running anything.
+    /// Print the steps (every command line) and what would be deployed, and stop
+    /// without running anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not build and import the service images: keep those already in the cluster.
+    /// Do not build and import the service images: deploy the tags of the last build
+    /// (target/images), which must still be in the cluster.
     #[arg(long)]
     pub skip_images: bool,
     /// The longest one component may take once its controller started on it
@@ -35,86 +47,139 @@ pub struct Up {
     pub timeout: Duration,
 }
 
+/// What [`deploy`] needs besides the plan.
+pub struct Deployment {
+    /// cargo's target directory.
+    pub target: std::path::PathBuf,
+    /// Where Argo CD reads from.
+    pub source: Source,
+    /// What is checked out (in-cluster source only).
+    pub checkout: Option<Checkout>,
+    /// The images `cargo xtask images` builds.
+    pub images: Vec<Planned>,
+    /// How long the wait may take.
+    pub timeouts: Timeouts,
+}
+
 impl Up {
     /// Runs the plan; fails naming the stuck component (with forensics) or the failed step.
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let root = sh.current_dir();
+        let source = Source::read(&root)?;
+        // A checkout with nothing to deploy fails here, before anything else.
+        let checkout = if source.in_cluster() {
+            Some(Checkout::inspect(sh)?)
+        } else {
+            None
+        };
         if !self.dry_run {
             crate::doctor::require_up_tools()?;
         }
-        let root = sh.current_dir();
+        let cluster = cluster_state(sh, self.dry_run)?;
+        if let ClusterState::Foreign(why) = &cluster {
+            return Err(plan::foreign_cluster(why));
+        }
         let target = crate::pipeline::target_dir(sh);
+        let images = built::planned(sh)?;
         let facts = UpFacts {
-            cluster: cluster_state(sh, self.dry_run)?,
+            cluster: cluster.clone(),
             kubeconfig: cluster::kubeconfig_path().display().to_string(),
-            target: target
-                .strip_prefix(&root)
-                .unwrap_or(&target)
-                .display()
-                .to_string(),
-            images: cluster::service_images(&root)?,
+            images: images
+                .iter()
+                .map(|image| PlannedImage {
+                    name: image.name.clone(),
+                    archive: shown(&root, &image.archive),
+                })
+                .collect(),
             build_images: !self.skip_images,
+            source: source.clone(),
         };
         let plan = plan::up(&facts);
         println!("cargo xtask up: the plan\n\n{plan}");
+        match &checkout {
+            Some(checkout) => println!(
+                "It deploys {} (served to Argo CD by the git server in the cluster).",
+                checkout.describe()
+            ),
+            None => println!(
+                "It deploys {} at {} ({}): not this working tree.",
+                source.repo_url,
+                source.target_revision,
+                source::SETTING
+            ),
+        }
         if self.dry_run {
+            if cluster == ClusterState::Absent
+                && let Err(error) = preflight::require_free_ports(&preflight::CLUSTER_PORTS)
+            {
+                eprintln!("up: warning: {error:#}");
+            }
             return Ok(());
         }
-        std::fs::create_dir_all(target.join("k3d")).context("create target/k3d")?;
-        let timeouts = Timeouts {
-            component: self.component_timeout,
-            total: self.timeout,
-        };
-        let mut took = Duration::ZERO;
-        let mut waited = false;
-        let result = plan::execute(sh, &plan, || {
-            waited = true;
-            let expected = cluster::expected_components(&root)?;
-            let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            took = runtime.block_on(async {
-                let client = cluster::client().await?;
-                let mut progress = progress::for_stderr();
-                cluster::ready_or_forensics(
-                    &client,
-                    &expected,
-                    timeouts,
-                    progress.as_mut(),
-                    &target,
-                )
-                .await
-            })?;
-            Ok(())
-        });
-        if let Err(error) = result {
-            // The wait writes its own forensics; a failed step (Terraform waiting for
-            // Argo CD, an apply) gets the base namespaces' when the cluster answers.
-            if !waited {
-                step_forensics(&target, &error);
-            }
-            return Err(error);
+        if cluster == ClusterState::Absent {
+            preflight::require_free_ports(&preflight::CLUSTER_PORTS)?;
         }
-        println!("{}", ready_message(took));
+        let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+        let connect: Connect = Box::new(|| Box::pin(cluster::client()));
+        let deployment = Deployment {
+            target,
+            source,
+            checkout,
+            images,
+            timeouts: Timeouts {
+                component: self.component_timeout,
+                total: self.timeout,
+            },
+        };
+        let (took, snapshot) = deploy(sh, &runtime, connect, &plan, deployment)?;
+        println!("{}", ready_message(took, snapshot.as_deref()));
         Ok(())
     }
 }
 
-/// Best effort: forensics of `argocd` and `kube-system` after a failed step.
-fn step_forensics(target: &std::path::Path, error: &anyhow::Error) {
-    let Ok(runtime) = tokio::runtime::Runtime::new() else {
-        return;
-    };
-    let dir = cluster::forensics::new_dir(target);
-    let namespaces: std::collections::BTreeSet<String> =
-        ["argocd", "kube-system"].map(String::from).into();
-    let summary = format!("cargo xtask up failed: {error:#}");
-    let written = runtime.block_on(async {
-        let client = cluster::client().await?;
-        let collect = cluster::forensics::collect(&client, &dir, &summary, &namespaces);
-        tokio::time::timeout(Duration::from_secs(120), collect).await?
-    });
-    match written {
-        Ok(()) => eprintln!("up: forensics (logs, events, YAML) in {}", dir.display()),
-        Err(_) => eprintln!("up: no forensics: the cluster does not answer"),
+/// Runs `plan` in `sh`, the in-process steps against the cluster `connect` reaches;
+/// returns how long the wait took and the revision deployed. A failed step leaves
+/// forensics of Argo CD's and the system's namespaces (a stuck wait its own).
+pub fn deploy(
+    sh: &Shell,
+    runtime: &tokio::runtime::Runtime,
+    connect: Connect,
+    plan: &Plan,
+    deployment: Deployment,
+) -> anyhow::Result<(Duration, Option<String>)> {
+    std::fs::create_dir_all(&deployment.target)
+        .with_context(|| format!("create {}", deployment.target.display()))?;
+    let mut deployer = Deployer::new(
+        sh,
+        runtime,
+        connect,
+        deployment.target,
+        deployment.source,
+        deployment.checkout,
+        deployment.images,
+        deployment.timeouts,
+        progress::for_stderr(),
+    );
+    let result = plan::execute(sh, plan, |action| deployer.step(action));
+    if let Err(error) = result {
+        if deployer.waited {
+            return Err(error);
+        }
+        let saved = deployer.step_forensics(&error);
+        return Err(anyhow::anyhow!("{error:#}\n{saved}"));
     }
+    Ok((
+        deployer.took.unwrap_or_default(),
+        deployer.snapshot().map(|s| s.commit.clone()),
+    ))
+}
+
+/// `path` relative to `root` when it is inside it, as the plan shows it.
+fn shown(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The cluster's state; in a dry run without k3d, assumed absent.
@@ -135,8 +200,8 @@ fn cluster_state(sh: &Shell, dry_run: bool) -> anyhow::Result<ClusterState> {
     }
 }
 
-/// What `up` prints at the end: where everything is.
-pub fn ready_message(took: Duration) -> String {
+/// What `up` prints at the end: what runs and where everything is.
+pub fn ready_message(took: Duration, revision: Option<&str>) -> String {
     let password = |output: &str| {
         format!(
             "terraform -chdir={} output -raw {output}",
@@ -155,8 +220,12 @@ pub fn ready_message(took: Duration) -> String {
         ("Airflow", "airflow", password("airflow_admin_password")),
         ("Superset", "superset", password("superset_admin_password")),
     ];
+    let running = match revision {
+        Some(revision) => format!(", running snapshot {}", short(revision)),
+        None => String::new(),
+    };
     let mut out = format!(
-        "\nflightdeck is up on the k3d cluster {} (ready after {}).\n\n",
+        "\nflightdeck is up on the k3d cluster {}{running} (ready after {}).\n\n",
         cluster::CLUSTER,
         progress::elapsed(took)
     );

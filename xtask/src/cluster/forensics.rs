@@ -6,18 +6,26 @@
 //! `<resource>.yaml` and `logs/<pod>_<container>.log` (`…_previous.log` for a container
 //! that restarted). Secrets are never collected. A part that cannot be read is noted in
 //! its file instead: forensics must not hide the original failure.
+//!
+//! Every caller (a stuck wait, a failed step of `up`, a failed `e2e --cluster`) goes
+//! through [`save`], so one time limit, [`TIME_LIMIT`], bounds them all: an API server
+//! that stopped answering cannot hide the failure behind a hang.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::{Client, ResourceExt};
 
+/// The longest collecting forensics may take, wherever it is collected.
+pub const TIME_LIMIT: Duration = Duration::from_secs(180);
+
 /// Resources whose YAML is saved: `(group, version, kind, plural)`.
-const RESOURCES: &[(&str, &str, &str, &str)] = &[
+pub const RESOURCES: &[(&str, &str, &str, &str)] = &[
     ("", "v1", "Pod", "pods"),
     ("", "v1", "Service", "services"),
     ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
@@ -45,6 +53,27 @@ pub fn new_dir(target: &Path) -> PathBuf {
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
     target.join("forensics").join(stamp)
+}
+
+/// Collects forensics of `namespaces` into a new `<target>/forensics/<timestamp>/`
+/// within [`TIME_LIMIT`]; returns the line that tells the user where they are (or why
+/// there are none).
+pub async fn save(
+    client: &Client,
+    target: &Path,
+    summary: &str,
+    namespaces: &BTreeSet<String>,
+) -> String {
+    let dir = new_dir(target);
+    match tokio::time::timeout(TIME_LIMIT, collect(client, &dir, summary, namespaces)).await {
+        Ok(Ok(())) => format!("forensics (logs, events, YAML) in {}", dir.display()),
+        Ok(Err(error)) => format!("collecting forensics failed too: {error:#}"),
+        Err(_) => format!(
+            "collecting forensics took longer than {}s; what was written is in {}",
+            TIME_LIMIT.as_secs(),
+            dir.display()
+        ),
+    }
 }
 
 /// Writes `summary` and everything above for `namespaces` into `dir`.

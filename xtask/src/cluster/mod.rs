@@ -1,24 +1,36 @@
 //! The k3d cluster that `cargo xtask up`, `down` and `e2e --cluster k3d` drive: its
 //! names, the kube client for it, and which objects must be ready before it is usable.
 //!
-//! - [`plan`]: the command lines `up` and `down` run, as data (snapshot-tested).
+//! - [`plan`]: the steps `up` and `down` take, as data (snapshot-tested).
+//! - [`source`]: the one setting for where Argo CD reads the platform from, and the
+//!   in-cluster git server that serves the checkout.
+//! - [`snapshot`]: the deterministic commit of the working tree `up` pushes there.
+//! - [`deploy`]: the in-process steps of `up`: snapshot, push, refresh, wait.
+//! - [`preflight`]: what `up` checks before it creates anything.
 //! - [`status`]: what "ready" means for each kind, read from the object's status.
 //! - [`wait`]: waits for every component with Kubernetes watches (never polling kubectl),
 //!   with a per-component and a total timeout, showing [`progress`].
-//! - [`forensics`]: when something is stuck, its logs, events and YAML on disk.
-//! - [`portforward`]: a local TCP port forwarded to a pod, for the e2e test.
+//! - [`forensics`]: when something is stuck, its logs, events and YAML on disk, within
+//!   one time limit wherever it is collected.
+//! - [`portforward`]: a local TCP port forwarded to a pod.
 
+pub mod deploy;
 pub mod forensics;
 pub mod plan;
 pub mod portforward;
+pub mod preflight;
 pub mod progress;
+pub mod snapshot;
+pub mod source;
 pub mod status;
 pub mod wait;
 
 #[cfg(test)]
-mod mock;
+pub mod fakes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub mod verifier;
 
 use std::path::{Path, PathBuf};
 
@@ -41,8 +53,6 @@ pub const TERRAFORM_DIR: &str = "infrastructure/terraform";
 pub const ROOT_APP: &str = "infrastructure/k8s/root-app.yaml";
 /// Where the Applications of the app of apps live.
 pub const APPS_DIR: &str = "infrastructure/k8s/apps";
-/// The kustomization that sets our services' images.
-pub const SERVICES_KUSTOMIZATION: &str = "infrastructure/k8s/flightdeck/kustomization.yaml";
 
 /// A kube client for the k3d cluster's context, whatever the current context is.
 pub async fn client() -> anyhow::Result<kube::Client> {
@@ -148,73 +158,59 @@ fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A service image as the cluster's manifests reference it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceImage {
-    /// The binary (and image) name: `processor`, `producer`.
-    pub bin: String,
-    /// The full reference, e.g. `ghcr.io/flightdeck/flightdeck/processor:0.1.0-…`.
-    pub reference: String,
-}
-
-/// The images of [`SERVICES_KUSTOMIZATION`]: `images[].name` with its `newTag`.
-pub fn service_images(root: &Path) -> anyhow::Result<Vec<ServiceImage>> {
-    let file = root.join(SERVICES_KUSTOMIZATION);
-    let docs = documents(&file)?;
-    let images = docs
-        .first()
-        .and_then(|d| d.get("images"))
-        .and_then(Value::as_sequence)
-        .with_context(|| format!("{}: no `images:` list", file.display()))?;
-    images
-        .iter()
-        .map(|image| {
-            let name = str_at(image, &["name"]).context("an image without `name`")?;
-            let tag = str_at(image, &["newTag"])
-                .with_context(|| format!("{}: image {name} has no `newTag`", file.display()))?;
-            let bin = name.rsplit('/').next().unwrap_or(name).to_owned();
-            Ok(ServiceImage {
-                bin,
-                reference: format!("{}:{tag}", str_at(image, &["newName"]).unwrap_or(name)),
-            })
-        })
-        .collect()
-}
-
-/// The longest collecting forensics may take.
-const FORENSICS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
-
-/// Waits until every `expected` component is ready; when one is stuck or the total
+/// Waits until everything in `goal` is ready; when something is stuck or the total
 /// timeout runs out, writes forensics under `<target>/forensics/` and fails with what is
 /// stuck, why, and where the forensics are.
 pub async fn ready_or_forensics(
     client: &kube::Client,
-    expected: &[ComponentId],
+    goal: &wait::Goal,
     timeouts: wait::Timeouts,
     progress: &mut dyn progress::Progress,
     target: &Path,
 ) -> anyhow::Result<std::time::Duration> {
-    match wait::wait_ready(client, expected, timeouts, progress).await {
+    match wait::wait_ready(client, goal, timeouts, progress).await {
         Ok(took) => Ok(took),
         Err(stuck) => {
-            let dir = forensics::new_dir(target);
             let report = stuck.to_string();
-            // NB: bounded, so that an API server that stopped answering cannot hide the
-            // failure behind a hang.
-            let namespaces = stuck.namespaces();
-            let collect = forensics::collect(client, &dir, &report, &namespaces);
-            let saved = match tokio::time::timeout(FORENSICS_TIMEOUT, collect).await {
-                Ok(Ok(())) => format!("forensics (logs, events, YAML) in {}", dir.display()),
-                Ok(Err(error)) => format!("collecting forensics failed too: {error:#}"),
-                Err(_) => format!(
-                    "collecting forensics took longer than {}s; what was written is in {}",
-                    FORENSICS_TIMEOUT.as_secs(),
-                    dir.display()
-                ),
-            };
+            let saved = forensics::save(client, target, &report, &stuck.namespaces()).await;
             anyhow::bail!("{report}{saved}")
         }
     }
+}
+
+/// The Applications (the root and its children) whose git source is `source`: those that
+/// must report the revision `up` pushed.
+pub fn source_applications(root: &Path, source: &source::Source) -> anyhow::Result<Vec<ComponentId>> {
+    let mut out = Vec::new();
+    let mut files = vec![root.join(ROOT_APP)];
+    files.extend(yaml_files(&root.join(APPS_DIR))?);
+    for file in files {
+        for app in documents(&file)? {
+            if str_at(&app, &["spec", "source", "repoURL"]) != Some(source.repo_url.as_str())
+                || str_at(&app, &["spec", "source", "chart"]).is_some()
+            {
+                continue;
+            }
+            let name = str_at(&app, &["metadata", "name"])
+                .with_context(|| format!("{}: an Application without a name", file.display()))?;
+            let namespace = str_at(&app, &["metadata", "namespace"]).unwrap_or("argocd");
+            out.push(ComponentId::new(Kind::Application, namespace, name));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What `up` waits for: every component, and when `revision` is given, the source's
+/// Applications at that revision.
+pub fn goal(root: &Path, source: &source::Source, revision: Option<&str>) -> anyhow::Result<wait::Goal> {
+    let mut goal = wait::Goal::components(expected_components(root)?);
+    if let Some(revision) = revision {
+        for id in source_applications(root, source)? {
+            goal.revisions.insert(id, revision.to_owned());
+        }
+    }
+    Ok(goal)
 }
 
 /// Parses `90s`, `10m`, `1h` or plain seconds (`600`), for the timeout flags.

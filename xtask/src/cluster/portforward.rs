@@ -74,3 +74,43 @@ async fn relay(
     forwarder.join().await.context("finish the port-forward")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::cluster::verifier::{Expect, Reply, Scenario, Verifier};
+
+    #[tokio::test]
+    async fn each_connection_is_forwarded_to_the_pod_port_through_the_api() {
+        let scenario = Scenario::new().then(
+            Expect::get("/api/v1/namespaces/argocd/pods/flightdeck-git-5d9c7-abcde/portforward")
+                .query("ports", "9418")
+                .reply(Reply::EchoPort(9418)),
+        );
+        let (client, verifier) = Verifier::start(scenario);
+        let pods: Api<Pod> = Api::namespaced(client, "argocd");
+        let forward = forward(
+            pods,
+            "flightdeck-git-5d9c7-abcde",
+            9418,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+        .expect("listening");
+        let mut connection = TcpStream::connect(forward.local)
+            .await
+            .expect("connect to the local end");
+        connection
+            .write_all(b"0032git-upload-pack /flightdeck.git")
+            .await
+            .expect("write");
+        let mut echoed = [0u8; 35];
+        connection.read_exact(&mut echoed).await.expect("read back");
+        assert_eq!(&echoed, b"0032git-upload-pack /flightdeck.git");
+        drop(connection);
+        drop(forward);
+        verifier.finish();
+    }
+}

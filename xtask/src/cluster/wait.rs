@@ -24,6 +24,26 @@ use tokio::time::Instant;
 use super::progress::{Progress, elapsed};
 use super::status::{ComponentId, Kind, Phase, State, evaluate};
 
+/// What the wait waits for: components, and for some Applications the git revision they
+/// must be synced at (the snapshot `up` just pushed).
+#[derive(Debug, Clone, Default)]
+pub struct Goal {
+    /// Every component that must be ready.
+    pub components: Vec<ComponentId>,
+    /// Applications that must report this `status.sync.revision` to be ready.
+    pub revisions: BTreeMap<ComponentId, String>,
+}
+
+impl Goal {
+    /// Just these components, at any revision.
+    pub fn components(components: Vec<ComponentId>) -> Self {
+        Self {
+            components,
+            revisions: BTreeMap::new(),
+        }
+    }
+}
+
 /// How long to wait.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -106,6 +126,7 @@ struct Entry {
 /// What the watches have said so far.
 struct Board {
     entries: BTreeMap<ComponentId, Entry>,
+    revisions: BTreeMap<ComponentId, String>,
     start: Instant,
 }
 
@@ -159,7 +180,11 @@ impl Board {
                         .as_str()
                         .map(str::to_owned);
                 }
-                self.set(&id, evaluate(kind, &object), progress);
+                let mut state = evaluate(kind, &object);
+                if let Some(wanted) = self.revisions.get(&id) {
+                    state = at_revision(state, &object, wanted);
+                }
+                self.set(&id, state, progress);
             }
             Ok(watcher::Event::InitDone) => {
                 let unlisted: Vec<ComponentId> = self
@@ -247,6 +272,30 @@ impl Board {
     }
 }
 
+/// `state` of an Application that is only ready once it reports `wanted` as its synced
+/// revision: Argo CD may still report the previous one, Synced and Healthy.
+fn at_revision(mut state: State, object: &DynamicObject, wanted: &str) -> State {
+    let have = object.data["status"]["sync"]["revision"]
+        .as_str()
+        .unwrap_or_default();
+    if have != wanted && state.phase == Phase::Ready {
+        let short = |id: &str| id.chars().take(12).collect::<String>();
+        state.phase = Phase::Progressing;
+        state.summary = if have.is_empty() {
+            format!("{}, waiting for revision {}", state.summary, short(wanted))
+        } else {
+            format!(
+                "{} at {}, waiting for revision {}",
+                state.summary,
+                short(have),
+                short(wanted)
+            )
+        };
+        state.started = true;
+    }
+    state
+}
+
 fn entry(state: State) -> Entry {
     Entry {
         state,
@@ -256,19 +305,21 @@ fn entry(state: State) -> Entry {
     }
 }
 
-/// Waits until every `expected` component (and every other Application in their
+/// Waits until every component of `goal` (and every other Application in their
 /// namespaces) is ready; returns how long it took.
 pub async fn wait_ready(
     client: &Client,
-    expected: &[ComponentId],
+    goal: &Goal,
     timeouts: Timeouts,
     progress: &mut dyn Progress,
 ) -> Result<Duration, Stuck> {
+    let expected = &goal.components;
     let mut board = Board {
         entries: expected
             .iter()
             .map(|id| (id.clone(), entry(State::missing("not seen yet"))))
             .collect(),
+        revisions: goal.revisions.clone(),
         start: Instant::now(),
     };
     for (id, entry) in &board.entries {

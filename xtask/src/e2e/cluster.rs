@@ -1,14 +1,19 @@
 //! `cargo xtask e2e --cluster k3d`: the local e2e's replay and snapshots, against the
 //! platform `cargo xtask up` runs.
 //!
+//! - Before anything changes: the Kafka port-forward's host port must be free, and the
+//!   images `cargo xtask up` built must be the ones the processor pods run (read from
+//!   their status, not from the manifests).
 //! - The deployed processor does the work. The live producer would add real flights to
 //!   the table, so it is paused for the run: auto-sync of the app of apps and of the
-//!   `flightdeck` Application is switched off and the producer scaled to 0; at the end
-//!   auto-sync is switched back on and Argo CD restores both from git.
+//!   `flightdeck` Application is switched off (each one's setting remembered) and the
+//!   producer scaled to 0; at the end each Application gets its own setting back, the
+//!   child first, and Argo CD restores the producer from git.
 //! - The table is emptied once the processor caught up; the DLQ cannot be emptied, so the
 //!   run reads only what comes after its end offsets ([`landed::Landed::read_since`]).
 //! - The producer image replays the committed fixtures as a Kubernetes Job, the fixtures
-//!   shipped in a ConfigMap; its summary line is read from the pod's log.
+//!   shipped in a ConfigMap; its summary line is read from the pod's log, and its pod
+//!   must run the producer image just built.
 //! - The test reaches PostgreSQL and Kafka through port-forwards made with `kube`. Kafka
 //!   is read from the host: the broker pod's `host` listener advertises `localhost:9094`
 //!   (infrastructure/k8s/kafka/cluster/kafka.yaml), so forwarding local port 9094 to it
@@ -16,8 +21,10 @@
 //!   one implementation of the DLQ read and of the assertions ([`landed`]), not a second
 //!   one parsing a Job's output.
 //!
-//! On failure the run writes forensics of `processing`, `kafka` and `database`.
+//! On failure the run writes forensics of `processing`, `kafka` and `database`, within
+//! the one time limit of [`crate::cluster::forensics::save`].
 
+mod images;
 mod reach;
 mod replay;
 
@@ -30,34 +37,41 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use xshell::Shell;
 
+use self::images::Builds;
 use self::reach::{forward, wait_drained};
 use self::replay::ReplayJob;
 use super::landed::{self, Expected, Landed};
 use crate::cluster::status::Kind;
-use crate::cluster::wait::Timeouts;
-use crate::cluster::{self, progress};
+use crate::cluster::wait::{Goal, Timeouts};
+use crate::cluster::{self, preflight, progress};
 use crate::pipeline::{self, Observer};
 
 const NAMESPACE: &str = "processing";
 const FIXTURES_CONFIGMAP: &str = "flightdeck-e2e-fixtures";
 const E2E_LABEL: &str = "flightdeck.io/e2e";
 /// The Kafka listener that advertises `localhost:9094` (see the module docs).
-const KAFKA_HOST_PORT: u16 = 9094;
-/// The Applications whose auto-sync is paused: the app of apps, then ours.
+const KAFKA_HOST_PORT: u16 = preflight::E2E_KAFKA_PORT.0;
+/// The Applications whose auto-sync is paused: the app of apps first (so it cannot
+/// undo the child), then ours, which owns the producer.
 const PAUSED_APPS: [&str; 2] = ["flightdeck-root", "flightdeck"];
 const READY: Timeouts = Timeouts {
     component: Duration::from_secs(300),
     total: Duration::from_secs(600),
 };
+/// How long the live producer's pods may take to stop.
+const PRODUCER_STOP: Duration = Duration::from_secs(120);
 
 /// Runs the cluster e2e with `fixtures`; `snapshots` compares with the committed ones.
 pub fn run(sh: &Shell, fixtures: &[PathBuf], snapshots: bool) -> anyhow::Result<()> {
     let expected = Expected::from_fixtures(fixtures)?;
     let root = sh.current_dir();
     let target = pipeline::target_dir(sh);
+    // Before anything changes in the cluster.
+    preflight::require_free_ports(&[preflight::E2E_KAFKA_PORT])?;
+    let builds = Builds::read(&target.join("images"))?;
     // NB: the rdkafka reads block their thread; the port-forwards need others.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -67,36 +81,18 @@ pub fn run(sh: &Shell, fixtures: &[PathBuf], snapshots: bool) -> anyhow::Result<
     let first = runtime.block_on(async {
         let client = cluster::client().await?;
         eprintln!("e2e --cluster k3d: checking that every component is ready");
-        let components = cluster::expected_components(&root)?;
+        let goal = Goal::components(cluster::expected_components(&root)?);
         let mut progress = progress::for_stderr();
-        cluster::ready_or_forensics(&client, &components, READY, progress.as_mut(), &target)
-            .await?;
+        cluster::ready_or_forensics(&client, &goal, READY, progress.as_mut(), &target).await?;
         drop(progress);
+        builds.check_processor(&client).await?;
 
-        let result = match pause_live_producer(&client).await {
-            Ok(()) => replay_and_check(&client, fixtures, &expected).await,
+        let mut paused = Vec::new();
+        let result = match pause_live_producer(&client, &mut paused).await {
+            Ok(()) => replay_and_check(&client, fixtures, &expected, &builds).await,
             Err(error) => Err(error),
         };
-        let restored = restore_auto_sync(&client).await;
-        let cleaned = delete_e2e_objects(&client).await;
-        match result {
-            Ok(first) => {
-                restored?;
-                cleaned?;
-                Ok(first)
-            }
-            Err(error) => {
-                let dir = cluster::forensics::new_dir(&target);
-                let namespaces: BTreeSet<String> =
-                    ["processing", "kafka", "database"].map(String::from).into();
-                let report = format!("e2e --cluster k3d failed: {error:#}");
-                match cluster::forensics::collect(&client, &dir, &report, &namespaces).await {
-                    Ok(()) => eprintln!("e2e: forensics (logs, events, YAML) in {}", dir.display()),
-                    Err(e) => eprintln!("e2e: collecting forensics failed too: {e:#}"),
-                }
-                Err(error)
-            }
-        }
+        conclude(&client, &target, result, &paused).await
     })?;
     if snapshots {
         first.assert_snapshots();
@@ -112,17 +108,50 @@ pub fn run(sh: &Shell, fixtures: &[PathBuf], snapshots: bool) -> anyhow::Result<
     Ok(())
 }
 
-/// Switches off auto-sync (root first, so it cannot undo the child) and scales the live
-/// producer to zero, then waits until its pods are gone.
-async fn pause_live_producer(client: &kube::Client) -> anyhow::Result<()> {
+/// Ends a run that paused `paused`: on failure, forensics first (they must see the failed
+/// Job's pod), then auto-sync restored and the e2e objects deleted, pass or fail.
+async fn conclude(
+    client: &kube::Client,
+    target: &std::path::Path,
+    result: anyhow::Result<Landed>,
+    paused: &[(String, Value)],
+) -> anyhow::Result<Landed> {
+    if let Err(error) = &result {
+        let namespaces: BTreeSet<String> =
+            ["processing", "kafka", "database"].map(String::from).into();
+        let report = format!("e2e --cluster k3d failed: {error:#}");
+        let saved = cluster::forensics::save(client, target, &report, &namespaces).await;
+        eprintln!("e2e: {saved}");
+    }
+    let restored = restore_auto_sync(client, paused).await;
+    let cleaned = delete_e2e_objects(client).await;
+    let first = result?;
+    restored?;
+    cleaned?;
+    Ok(first)
+}
+
+/// Switches off auto-sync (root first, so it cannot undo the child), remembering each
+/// Application's setting in `paused`, then scales the live producer to zero and waits
+/// until its pods are gone.
+async fn pause_live_producer(
+    client: &kube::Client,
+    paused: &mut Vec<(String, Value)>,
+) -> anyhow::Result<()> {
     eprintln!("e2e: pausing the live producer (auto-sync off, replicas 0)");
     let apps: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), "argocd", &Kind::Application.api_resource());
     for app in PAUSED_APPS {
+        let current = apps
+            .get(app)
+            .await
+            .with_context(|| format!("read the Application {app}"))?;
+        let automated = current.data["spec"]["syncPolicy"]["automated"].clone();
         let patch = json!({"spec": {"syncPolicy": {"automated": null}}});
         apps.patch(app, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .with_context(|| format!("switch off auto-sync of the Application {app}"))?;
+        paused.push((app.to_owned(), automated));
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     deployments
@@ -136,7 +165,9 @@ async fn pause_live_producer(client: &kube::Client) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let live =
         ListParams::default().labels(&format!("app.kubernetes.io/name=producer,!{E2E_LABEL}"));
-    for _ in 0..60 {
+    let poll = Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    loop {
         if pods
             .list(&live)
             .await
@@ -146,25 +177,43 @@ async fn pause_live_producer(client: &kube::Client) -> anyhow::Result<()> {
         {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        if started.elapsed() + poll >= PRODUCER_STOP {
+            bail!(
+                "the live producer's pods did not stop within {} s",
+                PRODUCER_STOP.as_secs()
+            );
+        }
+        tokio::time::sleep(poll).await;
     }
-    bail!("the live producer's pods did not stop within 120 s")
 }
 
-/// Switches auto-sync back on for the app of apps; Argo CD then restores the
-/// `flightdeck` Application from git, and it the producer's replicas.
-async fn restore_auto_sync(client: &kube::Client) -> anyhow::Result<()> {
+/// Gives every paused Application its own auto-sync setting back, the child first; Argo
+/// CD then restores the producer's replicas from git.
+async fn restore_auto_sync(
+    client: &kube::Client,
+    paused: &[(String, Value)],
+) -> anyhow::Result<()> {
     let apps: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), "argocd", &Kind::Application.api_resource());
-    let patch = json!({"spec": {"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}});
-    apps.patch(
-        PAUSED_APPS[0],
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .context("switch auto-sync of the app of apps back on")?;
-    eprintln!("e2e: auto-sync is back on: Argo CD restores the live producer");
+    let mut failed = Vec::new();
+    for (app, automated) in paused.iter().rev() {
+        let patch = json!({"spec": {"syncPolicy": {"automated": automated}}});
+        if let Err(error) = apps
+            .patch(app, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            failed.push(format!("{app}: {error}"));
+        }
+    }
+    ensure!(
+        failed.is_empty(),
+        "switching auto-sync back on failed (`kubectl --context {} -n argocd edit application <name>` restores `spec.syncPolicy.automated`): {}",
+        cluster::CONTEXT,
+        failed.join("; ")
+    );
+    if !paused.is_empty() {
+        eprintln!("e2e: auto-sync is back on: Argo CD restores the live producer");
+    }
     Ok(())
 }
 
@@ -191,6 +240,7 @@ async fn replay_and_check(
     client: &kube::Client,
     fixtures: &[PathBuf],
     expected: &Expected,
+    builds: &Builds,
 ) -> anyhow::Result<Landed> {
     let (at, _forwards) = forward(client).await?;
     let observer = Observer::connect(&at).await?;
@@ -203,7 +253,8 @@ async fn replay_and_check(
     let job = ReplayJob::prepare(client, fixtures).await?;
 
     eprintln!("e2e: replaying {} fixture(s) in a Job", fixtures.len());
-    let summary = job.run(client, 1).await?;
+    let (summary, pod) = job.run(client, 1).await?;
+    builds.check_replay(&pod)?;
     ensure!(
         summary.produced == expected.produced,
         "produced {} records, the fixtures hold {}",
@@ -221,3 +272,6 @@ async fn replay_and_check(
     second.assert_replay_changed_nothing(&first)?;
     Ok(first)
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,10 @@
 //! ([`oci`]), written as an OCI layout plus a `docker load` archive ([`output`]).
 //!
 //! Two runs on the same commit give the same digests: every timestamp comes from
-//! `SOURCE_DATE_EPOCH` or the commit time ([`stamp`]).
+//! `SOURCE_DATE_EPOCH` or the commit time ([`stamp`]). [`built`] reads an image back
+//! (its digest-derived tag and digests) for `up` and `e2e --cluster`.
 
+pub mod built;
 mod layer;
 mod oci;
 mod output;

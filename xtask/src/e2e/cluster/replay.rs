@@ -16,6 +16,9 @@ use serde_json::json;
 use super::{E2E_LABEL, FIXTURES_CONFIGMAP, NAMESPACE};
 use crate::pipeline::ReplaySummary;
 
+/// How long one replay Job may take.
+const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The replay Job's template: the live producer's image and broker, the fixtures mounted.
 pub struct ReplayJob {
     image: String,
@@ -76,6 +79,13 @@ impl ReplayJob {
         })
     }
 
+    /// The same Jobs under a fixed run id (tests know their names in advance).
+    #[cfg(test)]
+    pub fn with_run_id(mut self, run_id: u64) -> Self {
+        self.run_id = run_id;
+        self
+    }
+
     /// The Job `name`: the producer replaying every fixture once, locked down like the
     /// producer Deployment, and labelled so the `allow-kafka` NetworkPolicy applies.
     fn job(&self, name: &str) -> anyhow::Result<Job> {
@@ -104,8 +114,9 @@ impl ReplayJob {
         .context("build the replay Job")
     }
 
-    /// Runs replay number `n` to completion and returns the producer's summary.
-    pub async fn run(&self, client: &kube::Client, n: u32) -> anyhow::Result<ReplaySummary> {
+    /// Runs replay number `n` to completion; returns the producer's summary and the pod
+    /// that ran it.
+    pub async fn run(&self, client: &kube::Client, n: u32) -> anyhow::Result<(ReplaySummary, Pod)> {
         let name = format!("flightdeck-e2e-replay-{}-{n}", self.run_id);
         let job = self.job(&name)?;
         let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
@@ -116,13 +127,15 @@ impl ReplayJob {
             job.and_then(|j| j.status.as_ref())
                 .is_some_and(|s| s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0)
         };
-        let done = tokio::time::timeout(
-            Duration::from_secs(300),
-            await_condition(jobs, &name, finished),
-        )
-        .await
-        .with_context(|| format!("the Job {name} did not finish within 300 s"))??;
-        let log = job_log(client, &name).await?;
+        let done = tokio::time::timeout(JOB_TIMEOUT, await_condition(jobs, &name, finished))
+            .await
+            .with_context(|| {
+                format!(
+                    "the Job {name} did not finish within {} s",
+                    JOB_TIMEOUT.as_secs()
+                )
+            })??;
+        let (pod, log) = job_pod_and_log(client, &name).await?;
         let succeeded = done
             .and_then(|j| j.status)
             .and_then(|s| s.succeeded)
@@ -135,10 +148,12 @@ impl ReplayJob {
         );
         // NB: the pod log interleaves stderr (the producer's log) with the summary line
         // on stdout: the last line that parses as a summary is it.
-        log.lines()
+        let summary = log
+            .lines()
             .rev()
             .find_map(|line| serde_json::from_str(line.trim()).ok())
-            .with_context(|| format!("no summary line in the log of {name}:\n{}", tail(&log)))
+            .with_context(|| format!("no summary line in the log of {name}:\n{}", tail(&log)))?;
+        Ok((summary, pod))
     }
 }
 
@@ -150,19 +165,24 @@ fn file_name(file: &Path) -> anyhow::Result<String> {
         .to_owned())
 }
 
-async fn job_log(client: &kube::Client, job: &str) -> anyhow::Result<String> {
+/// The Job's pod and its log.
+async fn job_pod_and_log(client: &kube::Client, job: &str) -> anyhow::Result<(Pod, String)> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let list = pods
         .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await?;
+        .await
+        .with_context(|| format!("list the pods of the Job {job}"))?;
     let pod = list
         .items
         .into_iter()
-        .find_map(|p| p.metadata.name)
+        .next()
         .with_context(|| format!("the Job {job} has no pod"))?;
-    pods.logs(&pod, &Default::default())
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let log = pods
+        .logs(&name, &Default::default())
         .await
-        .with_context(|| format!("read the log of {pod}"))
+        .with_context(|| format!("read the log of {name}"))?;
+    Ok((pod, log))
 }
 
 /// The last 30 lines.
@@ -178,7 +198,7 @@ mod tests {
     #[test]
     fn the_replay_job_runs_the_live_producer_s_image_on_the_shipped_fixtures() {
         let replay = ReplayJob {
-            image: "ghcr.io/flightdeck/flightdeck/producer:0.1.0-000000000000".into(),
+            image: "flightdeck/producer:0.1.0-3f2a9c0d1b7e".into(),
             bootstrap: "flightdeck-kafka-bootstrap.kafka:9092".into(),
             files: vec![
                 "/fixtures/states-1649392659.json".into(),
