@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 DAGS = pathlib.Path(__file__).resolve().parents[1]
-IMAGE = "ghcr.io/flightdeck/flightdeck/producer:0.1.0-000000000000"
+IMAGE = "flightdeck/producer:0.1.0-0123456789ab"
 
 # Airflow reads its configuration at import: point it at a throwaway home first.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="flightdeck-airflow-"))

@@ -12,6 +12,7 @@ mod e2e;
 mod images;
 mod lint;
 mod pipeline;
+mod skips;
 mod up;
 
 use std::path::PathBuf;

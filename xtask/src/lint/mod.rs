@@ -7,14 +7,18 @@
 //! - [`manifests`]: every YAML document parses; built-in kinds round-trip through the
 //!   `k8s-openapi` type of their apiVersion/kind without losing a field; the custom
 //!   resources we use deserialize into the typed structs of [`crds`].
-//! - [`policy`]: pinned images and chart versions, Argo CD conventions (sync waves,
-//!   automated prune + selfHeal, `CreateNamespace=true`, one repoURL), pod security of our
-//!   workloads.
+//! - [`policy`]: pinned images and chart versions (our own `flightdeck/<service>` images
+//!   stay untagged: `cargo xtask up` writes the build's digest tag into what it deploys),
+//!   Argo CD conventions (sync waves, automated prune + selfHeal, `CreateNamespace=true`),
+//!   pod security of our workloads.
+//! - [`source`]: every git source (the app of apps, each Application synced from git,
+//!   Airflow's DAG git-sync) names the one setting of `infrastructure/source.yaml`.
 //! - [`secrets`]: nothing that looks like a committed credential.
 //! - [`environment`]: the pinned environment: workflows (actions pinned by SHA, GitHub's
 //!   schema), the devcontainer, `flake.lock`, `.envrc` and the k3s image.
 //! - [`tools`]: `kubectl kustomize`, `terraform fmt -check`, `nix-instantiate --parse`, the
-//!   DAG import test and the workflow schema check, each when its tool is installed.
+//!   DAG import test and the workflow schema check. A missing tool skips its check loudly
+//!   (and `cargo xtask ci` lists it); under `CI=true` it fails, naming the install command.
 
 mod crds;
 mod dags;
@@ -23,6 +27,7 @@ mod manifests;
 mod policy;
 mod secrets;
 mod security;
+mod source;
 mod terraform;
 mod tools;
 mod venv;
@@ -47,12 +52,20 @@ pub struct Lint {
     /// only the checks built into the xtask run.
     #[arg(long)]
     pub offline_only: bool,
+    /// First write `repoURL` and `targetRevision` of infrastructure/source.yaml into the
+    /// app of apps, every Application synced from git and Airflow's DAG git-sync.
+    #[arg(long)]
+    pub fix_source: bool,
 }
 
 impl Lint {
     /// Runs every check and prints the findings; fails when there is at least one.
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let root = sh.current_dir();
+        if self.fix_source {
+            let changed = source::fix(&root, &yaml::load_tree(&root)?)?;
+            println!("lint: wrote the source setting into {changed} place(s)");
+        }
         let mut findings = lint_tree(&root)?;
         if !self.offline_only {
             findings.extend(tools::run_all(sh, &root, !self.skip_dags)?);
@@ -124,6 +137,7 @@ pub fn lint_tree(root: &Path) -> anyhow::Result<Vec<Finding>> {
         }
     }
     findings.extend(policy::check_tree(&files));
+    findings.extend(source::check(root, &files));
     findings.extend(terraform::check(root)?);
     findings.extend(secrets::check_text_files(root)?);
     findings.extend(environment::check(root)?);

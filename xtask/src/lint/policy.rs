@@ -49,8 +49,23 @@ fn child(path: &[Seg], name: &str) -> Vec<Seg> {
     out
 }
 
-/// Why an image reference is not pinned, if it is not.
+/// Why an image reference is not pinned, if it is not. Our own images
+/// (`flightdeck/<service>`) are the other way round: untagged in git, because
+/// `cargo xtask up` writes the tag of the build (derived from its digest) into the
+/// snapshot it deploys, and a tag written in git would go stale.
 pub fn unpinned_image(reference: &str) -> Option<String> {
+    if crate::cluster::snapshot::is_our_untagged_image(reference) {
+        return None;
+    }
+    if let Some(rest) = reference.strip_prefix(crate::cluster::snapshot::OUR_IMAGES)
+        && !rest.contains('/')
+    {
+        return Some(format!(
+            "our image `{reference}` is tagged in git: leave it as `{}{}`, `cargo xtask up` deploys it with the tag of the build",
+            crate::cluster::snapshot::OUR_IMAGES,
+            rest.split([':', '@']).next().unwrap_or(rest)
+        ));
+    }
     if reference.contains("@sha256:") {
         return None;
     }
@@ -216,7 +231,7 @@ fn check_application(file: &YamlFile, doc: &Doc, findings: &mut Vec<Finding>) {
     }
 }
 
-/// Rules that need every file: one repoURL, kustomize-managed images, pinned images.
+/// Rules that need every file: kustomize-managed images, pinned images.
 pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
     let mut findings = Vec::new();
     // Images set by a kustomization apply to the resources under its directory.
@@ -255,8 +270,6 @@ pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
             }
         }
     }
-    let mut root_repo: Option<String> = None;
-    let mut git_sources = Vec::new();
     for file in files {
         for doc in &file.docs {
             for (path, reference) in image_refs(doc) {
@@ -276,36 +289,14 @@ pub fn check_tree(files: &[YamlFile]) -> Vec<Finding> {
                     continue;
                 }
                 if let Some(problem) = unpinned_image(&reference) {
-                    findings.push(Finding::new(
-                        &file.rel,
-                        line,
-                        problem,
-                        "pin a released tag (or a digest) instead",
-                    ));
+                    let fix = if reference.starts_with(crate::cluster::snapshot::OUR_IMAGES) {
+                        "remove the tag (and any digest)"
+                    } else {
+                        "pin a released tag (or a digest) instead"
+                    };
+                    findings.push(Finding::new(&file.rel, line, problem, fix));
                 }
             }
-            if doc.type_meta() == Some(("argoproj.io/v1alpha1", "Application")) {
-                let source = &doc.value["spec"]["source"];
-                if let (None, Some(repo)) = (source.get("chart"), source["repoURL"].as_str()) {
-                    let path = [
-                        Seg::Key("spec".into()),
-                        Seg::Key("source".into()),
-                        Seg::Key("repoURL".into()),
-                    ];
-                    if file.rel.ends_with("root-app.yaml") {
-                        root_repo = Some(repo.to_string());
-                    }
-                    git_sources.push((file.rel.clone(), doc.line_of(&path), repo.to_string()));
-                }
-            }
-        }
-    }
-    if let Some(root_repo) = root_repo {
-        for (rel, line, repo) in git_sources
-            .into_iter()
-            .filter(|(_, _, repo)| *repo != root_repo)
-        {
-            findings.push(Finding::new(&rel, line, format!("repoURL `{repo}` differs from the root app's `{root_repo}`"), "every git source of the app of apps points at the same repository: use the root app's repoURL"));
         }
     }
     findings

@@ -180,7 +180,12 @@ fn our_pods_must_be_locked_down() {
 #[test]
 fn a_kustomization_that_does_not_render_is_reported() {
     if !super::tools::has_tool("kubectl") {
-        eprintln!("kubectl not installed: skipped");
+        crate::skips::tool_missing(
+            "lint: the test that a broken kustomization is reported",
+            "kubectl",
+            crate::skips::install::KUBECTL,
+        )
+        .expect("under CI=true no check is skipped");
         return;
     }
     let sh = xshell::Shell::new().expect("shell");

@@ -1,6 +1,7 @@
-//! Checks that run external tools, each only when the tool is installed: the rendered
-//! kustomizations, `terraform fmt`, the flake's syntax, the DAG import test and the
-//! workflows against GitHub's schema.
+//! Checks that run external tools: the rendered kustomizations, `terraform fmt`, the
+//! flake's syntax, the DAG import test and the workflows against GitHub's schema. A
+//! missing tool skips its check loudly; under `CI=true` it fails naming the install
+//! command ([`crate::skips`]).
 
 use std::path::Path;
 
@@ -9,15 +10,12 @@ use xshell::{Shell, cmd};
 use super::Finding;
 use super::policy::unpinned_image;
 use super::yaml::{Seg, parse_file};
+use crate::skips::{self, install};
 
 /// Whether `tool` is on `PATH`.
 pub fn has_tool(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-}
-
-fn skipped(what: &str, tool: &str) {
-    eprintln!("lint: `{tool}` not found: {what} skipped");
 }
 
 /// Runs every tool-based check; `dags` includes the DAG import test.
@@ -26,12 +24,20 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
     if has_tool("kubectl") {
         findings.extend(kustomize(sh, root)?);
     } else {
-        skipped("rendering the kustomizations", "kubectl");
+        skips::tool_missing(
+            "lint: rendering the kustomizations",
+            "kubectl",
+            install::KUBECTL,
+        )?;
     }
     if has_tool("terraform") {
         findings.extend(terraform_fmt(sh)?);
     } else {
-        skipped("`terraform fmt -check`", "terraform");
+        skips::tool_missing(
+            "lint: `terraform fmt -check`",
+            "terraform",
+            install::TERRAFORM,
+        )?;
     }
     if root.join("flake.nix").exists() {
         if has_tool("nix-instantiate") {
@@ -49,23 +55,28 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
                 ));
             }
         } else {
-            skipped("`nix-instantiate --parse flake.nix`", "nix-instantiate");
+            skips::tool_missing(
+                "lint: `nix-instantiate --parse flake.nix`",
+                "nix-instantiate",
+                install::NIX,
+            )?;
         }
     }
     if dags {
         if has_tool("python3") {
             findings.extend(super::dags::run(sh, root)?);
         } else {
-            skipped("the DAG import test", "python3");
+            skips::tool_missing("lint: the DAG import test", "python3", install::PYTHON)?;
         }
     }
     if has_tool("python3") {
         findings.extend(super::environment::schema_check(sh, root)?);
     } else {
-        skipped(
-            "the GitHub workflow schema check (check-jsonschema)",
+        skips::tool_missing(
+            "lint: the GitHub workflow schema check (check-jsonschema)",
             "python3",
-        );
+            install::PYTHON,
+        )?;
     }
     Ok(findings)
 }

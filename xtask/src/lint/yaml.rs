@@ -194,8 +194,11 @@ fn find_item(lines: &[&str], lo: usize, parent: isize, n: usize) -> Option<(usiz
 /// Loads every `.yaml`/`.yml` file under `root/infrastructure`.
 pub fn load_tree(root: &Path) -> anyhow::Result<Vec<YamlFile>> {
     let dir = root.join("infrastructure");
+    // NB: the git source setting is not a Kubernetes object (see lint/source.rs).
+    let setting = root.join(crate::cluster::source::SETTING);
     super::files_with_extension(&dir, &[".yaml", ".yml"])?
         .into_iter()
+        .filter(|path| *path != setting)
         .map(|path| {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("read {}", path.display()))?;

@@ -3,8 +3,8 @@
 //! The xtask binary builds every service image into `$CARGO_TARGET_TMPDIR/images-a`;
 //! the tests then read each image the way a runtime would ([`layout`]), unpack it into
 //! a temporary root and run its entrypoint there with `chroot`, as the image's user.
-//! A second build into `images-b` must give identical bytes. `skopeo`, when installed,
-//! reads both output formats.
+//! A second build into `images-b` must give identical bytes. `skopeo` reads both output
+//! formats (a missing skopeo fails the test under `CI=true`, and is a loud skip elsewhere).
 //!
 //! NB: the first build compiles the services in release mode (minutes on a cold cache).
 
@@ -249,15 +249,32 @@ fn building_twice_gives_identical_digests() -> Result<()> {
     Ok(())
 }
 
-fn skopeo_installed() -> bool {
+/// Whether skopeo is installed. When it is not, the test that needs it fails under
+/// `CI=true` with the install command; elsewhere it is skipped loudly and appended to
+/// the list `cargo xtask ci` ends with (the file named by `FLIGHTDECK_SKIPPED_LOG`, as
+/// the xtask's own `skips` module does).
+fn skopeo_installed() -> Result<bool> {
     let found = Command::new("skopeo")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("skipped: skopeo is not installed (apt-get install skopeo)");
+    if found {
+        return Ok(true);
     }
-    found
+    let check = "images: skopeo reads the OCI layout and the docker archive";
+    let install = "`apt-get install skopeo`, or `nix develop`";
+    let in_ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    ensure!(
+        !in_ci,
+        "{check} cannot run: `skopeo` is not installed, and under CI=true no check is skipped. Install it: {install}"
+    );
+    eprintln!("SKIPPED {check}: `skopeo` is not installed (install: {install})");
+    if let Some(log) = std::env::var_os("FLIGHTDECK_SKIPPED_LOG") {
+        use std::io::Write as _;
+        let mut file = fs::OpenOptions::new().create(true).append(true).open(log)?;
+        writeln!(file, "{check} (`skopeo` not installed)")?;
+    }
+    Ok(false)
 }
 
 fn skopeo(args: &[&str]) -> Result<serde_json::Value> {
@@ -275,7 +292,7 @@ fn skopeo(args: &[&str]) -> Result<serde_json::Value> {
 
 #[test]
 fn skopeo_reads_the_oci_layout_and_the_docker_archive() -> Result<()> {
-    if !skopeo_installed() {
+    if !skopeo_installed()? {
         return Ok(());
     }
     for (bin, dir) in images_in(first_build()?)? {
