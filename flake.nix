@@ -171,7 +171,8 @@
           SQLX_OFFLINE = "true";
         };
 
-        formatter = pkgs.nixfmt-rfc-style;
+        # NB: `nixfmt-rfc-style` is now only an alias of `nixfmt` (the RFC 166 style).
+        formatter = pkgs.nixfmt;
       }
     );
 }

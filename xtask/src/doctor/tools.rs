@@ -10,6 +10,8 @@ pub enum Need {
     Local,
     /// The pinned environment (`nix develop`) and the lint's flake check.
     Env,
+    /// `cargo xtask images --push` and the images test.
+    Images,
     /// Looking at the local database by hand.
     Optional,
 }
@@ -20,6 +22,7 @@ impl Need {
             Need::Up => "up, down, e2e --cluster",
             Need::Local => "dev, e2e (local)",
             Need::Env => "nix develop, lint",
+            Need::Images => "images --push, tests",
             Need::Optional => "by hand (optional)",
         }
     }
@@ -91,14 +94,17 @@ pub const TOOLS: &[Tool] = &[
         probe: &["skopeo", "--version"],
         minimum: (1, 9, 0),
         expected: ">= 1.9",
-        need: Need::Up,
+        // NB: `up` imports the archives `cargo xtask images` writes as they are; skopeo
+        // copies images to a registry (`images --push`) and the images test reads them.
+        need: Need::Images,
         fix: "`nix develop`, or `apt-get install skopeo`",
     },
     Tool {
         name: "nix",
         probe: &["nix", "--version"],
-        minimum: (2, 18, 0),
-        expected: ">= 2.18 with flakes",
+        // NB: the floor the locked crane documents.
+        minimum: (2, 31, 2),
+        expected: ">= 2.31.2 with flakes (crane's floor)",
         need: Need::Env,
         fix: NIX_FIX,
     },
