@@ -82,6 +82,16 @@ pub const TOOLS: &[Tool] = &[
         fix: "`nix develop`, or https://kubernetes.io/docs/tasks/tools/#kubectl",
     },
     Tool {
+        name: "git",
+        probe: &["git", "--version"],
+        // NB: `up` commits the working tree with plumbing (`rev-parse --git-path`,
+        // `commit-tree --no-gpg-sign`) and pushes it to the cluster's git server.
+        minimum: (2, 20, 0),
+        expected: ">= 2.20",
+        need: Need::Up,
+        fix: "`nix develop`, or `apt-get install git`",
+    },
+    Tool {
         name: "terraform",
         probe: &["terraform", "version"],
         minimum: (1, 5, 0),
