@@ -19,7 +19,8 @@ pub mod install {
     /// Terraform, or OpenTofu as `terraform`.
     pub const TERRAFORM: &str = "`nix develop` (OpenTofu as `terraform`), or https://developer.hashicorp.com/terraform/install";
     /// `nix-instantiate`.
-    pub const NIX: &str = "`apt-get install nix-bin` (Debian), or Nix from https://nixos.org/download";
+    pub const NIX: &str =
+        "`apt-get install nix-bin` (Debian), or Nix from https://nixos.org/download";
     /// Python 3 with venv.
     pub const PYTHON: &str = "`apt-get install python3 python3-venv`, or `nix develop`";
 }
@@ -44,7 +45,10 @@ pub fn tool_missing(check: &str, tool: &str, install: &str) -> anyhow::Result<()
 
 /// Remembers a skipped check for `cargo xtask ci`'s summary.
 fn record(line: &str) {
-    SKIPPED.lock().expect("skipped checks").push(line.to_owned());
+    SKIPPED
+        .lock()
+        .expect("skipped checks")
+        .push(line.to_owned());
     if let Some(path) = std::env::var_os(LOG_ENV) {
         // NB: best effort: a summary line must not fail the check it summarises.
         if let Ok(mut file) = std::fs::OpenOptions::new()

@@ -152,8 +152,14 @@ fn up_dry_run_on_a_fresh_machine_plans_to_deploy_the_checkout_with_digest_tags()
         deploys.ends_with("(served to Argo CD by the git server in the cluster)."),
         "{deploys}"
     );
-    let plan = stdout.replace(deploys, "It deploys the checkout: [branch, commit, uncommitted files]");
-    assert!(!plan.contains("github.com") && !plan.contains(&"0".repeat(12)), "{plan}");
+    let plan = stdout.replace(
+        deploys,
+        "It deploys the checkout: [branch, commit, uncommitted files]",
+    );
+    assert!(
+        !plan.contains("github.com") && !plan.contains(&"0".repeat(12)),
+        "{plan}"
+    );
     insta::assert_snapshot!(plan);
     assert!(
         !calls(path.path()).contains("cluster create"),
@@ -208,7 +214,9 @@ fn up_refuses_a_cluster_of_the_same_name_that_someone_else_made() {
     );
     let made = calls(path.path());
     assert_eq!(
-        made.lines().filter(|l| l.starts_with("k3d cluster")).collect::<Vec<_>>(),
+        made.lines()
+            .filter(|l| l.starts_with("k3d cluster"))
+            .collect::<Vec<_>>(),
         ["k3d cluster list -o json"],
         "only looked:\n{made}"
     );

@@ -204,11 +204,8 @@ impl<'a> Deployer<'a> {
         let client = self.client()?;
         let repo = self.source.repo_url.clone();
         self.runtime.block_on(async {
-            let apps: Api<DynamicObject> = Api::namespaced_with(
-                client,
-                GIT_NAMESPACE,
-                &Kind::Application.api_resource(),
-            );
+            let apps: Api<DynamicObject> =
+                Api::namespaced_with(client, GIT_NAMESPACE, &Kind::Application.api_resource());
             let list = apps
                 .list(&ListParams::default())
                 .await
@@ -220,7 +217,8 @@ impl<'a> Deployer<'a> {
                 .filter_map(|app| app.metadata.name.clone())
                 .collect();
             names.sort();
-            let patch = json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}});
+            let patch =
+                json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}});
             for name in &names {
                 apps.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

@@ -180,7 +180,10 @@ pub async fn ready_or_forensics(
 
 /// The Applications (the root and its children) whose git source is `source`: those that
 /// must report the revision `up` pushed.
-pub fn source_applications(root: &Path, source: &source::Source) -> anyhow::Result<Vec<ComponentId>> {
+pub fn source_applications(
+    root: &Path,
+    source: &source::Source,
+) -> anyhow::Result<Vec<ComponentId>> {
     let mut out = Vec::new();
     let mut files = vec![root.join(ROOT_APP)];
     files.extend(yaml_files(&root.join(APPS_DIR))?);
@@ -203,7 +206,11 @@ pub fn source_applications(root: &Path, source: &source::Source) -> anyhow::Resu
 
 /// What `up` waits for: every component, and when `revision` is given, the source's
 /// Applications at that revision.
-pub fn goal(root: &Path, source: &source::Source, revision: Option<&str>) -> anyhow::Result<wait::Goal> {
+pub fn goal(
+    root: &Path,
+    source: &source::Source,
+    revision: Option<&str>,
+) -> anyhow::Result<wait::Goal> {
     let mut goal = wait::Goal::components(expected_components(root)?);
     if let Some(revision) = revision {
         for id in source_applications(root, source)? {

@@ -282,7 +282,9 @@ pub fn up(facts: &UpFacts) -> Plan {
     } else {
         plan.push(
             "build and import the service images",
-            Action::Skip("--skip-images: the tags of the last build in target/images are deployed".into()),
+            Action::Skip(
+                "--skip-images: the tags of the last build in target/images are deployed".into(),
+            ),
         );
     }
     let kube_context = format!("kube_context={CONTEXT}");
@@ -309,7 +311,14 @@ pub fn up(facts: &UpFacts) -> Plan {
     if facts.source.in_cluster() {
         plan.run(
             "the git server Argo CD and Airflow read the checkout from",
-            &["kubectl", "--context", CONTEXT, "apply", "-f", GIT_SERVER_MANIFEST],
+            &[
+                "kubectl",
+                "--context",
+                CONTEXT,
+                "apply",
+                "-f",
+                GIT_SERVER_MANIFEST,
+            ],
         );
         plan.run(
             "wait until it answers",
@@ -424,7 +433,9 @@ pub fn execute(
                 }
             }
             Action::Skip(why) => eprintln!("    skipped: {why}"),
-            other => in_process(other).with_context(|| format!("step {}: {}", i + 1, step.title))?,
+            other => {
+                in_process(other).with_context(|| format!("step {}: {}", i + 1, step.title))?
+            }
         }
     }
     Ok(())

@@ -8,8 +8,14 @@ use std::net::{Ipv4Addr, TcpListener};
 /// The host ports `up` needs when it creates the cluster, what uses each and where it is
 /// set (`infrastructure/k3d/cluster.yaml`; a test keeps them in step).
 pub const CLUSTER_PORTS: [(u16, &str); 2] = [
-    (8080, "the UIs (ports[0] in infrastructure/k3d/cluster.yaml)"),
-    (6550, "the Kubernetes API (kubeAPI.hostPort in infrastructure/k3d/cluster.yaml)"),
+    (
+        8080,
+        "the UIs (ports[0] in infrastructure/k3d/cluster.yaml)",
+    ),
+    (
+        6550,
+        "the Kubernetes API (kubeAPI.hostPort in infrastructure/k3d/cluster.yaml)",
+    ),
 ];
 
 /// The host port `e2e --cluster` forwards Kafka's `host` listener to.
@@ -48,10 +54,15 @@ mod tests {
         let error = require_free_ports(&[(port, "the test")]).expect_err("the port is taken");
         let message = error.to_string();
         assert!(
-            message.contains(&format!("port {port} on 127.0.0.1 is taken; it is for the test.")),
+            message.contains(&format!(
+                "port {port} on 127.0.0.1 is taken; it is for the test."
+            )),
             "{message}"
         );
-        assert!(message.contains(&format!("ss -ltnp 'sport = :{port}'")), "{message}");
+        assert!(
+            message.contains(&format!("ss -ltnp 'sport = :{port}'")),
+            "{message}"
+        );
         drop(listener);
         require_free_ports(&[(port, "the test")]).expect("free again");
     }

@@ -184,8 +184,8 @@ pub fn create(sh: &Shell, checkout: &Checkout, images: &[ImageTag]) -> anyhow::R
     let mut untagged = Vec::new();
     for file in files.split('\0').filter(|f| is_yaml(f)) {
         let path = Path::new(&top).join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let tagged = retag(&text, images);
         untagged.extend(
             untagged_references(&tagged)

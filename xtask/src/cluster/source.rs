@@ -28,8 +28,7 @@ pub const GIT_PORT: u16 = 9418;
 /// The repository's path on the server.
 pub const GIT_REPOSITORY: &str = "flightdeck.git";
 /// The repository URL inside the cluster.
-pub const IN_CLUSTER_URL: &str =
-    "git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git";
+pub const IN_CLUSTER_URL: &str = "git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git";
 
 /// The setting: a git repository and the branch to sync.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -108,15 +107,20 @@ mod tests {
 
     #[test]
     fn a_setting_names_a_git_url_and_a_branch() {
-        let remote = Source::parse(
-            "repoURL: https://github.com/you/flightdeck.git\ntargetRevision: main\n",
-        )
-        .expect("a remote repository");
+        let remote =
+            Source::parse("repoURL: https://github.com/you/flightdeck.git\ntargetRevision: main\n")
+                .expect("a remote repository");
         assert!(!remote.in_cluster());
         for (text, problem) in [
             ("repoURL: x\ntargetRevision: main\n", "not a git URL"),
-            ("repoURL: git://h/r.git\ntargetRevision: 'a b'\n", "not a branch name"),
-            ("repoURL: git://h/r.git\ntargetRevision: -x\n", "not a branch name"),
+            (
+                "repoURL: git://h/r.git\ntargetRevision: 'a b'\n",
+                "not a branch name",
+            ),
+            (
+                "repoURL: git://h/r.git\ntargetRevision: -x\n",
+                "not a branch name",
+            ),
             ("repoURL: git://h/r.git\n", "targetRevision"),
             (
                 "repoURL: git://h/r.git\ntargetRevision: main\npath: x\n",
@@ -144,7 +148,10 @@ mod tests {
         };
         let service = of("Service");
         assert_eq!(service["metadata"]["name"].as_str(), Some(GIT_SERVER));
-        assert_eq!(service["metadata"]["namespace"].as_str(), Some(GIT_NAMESPACE));
+        assert_eq!(
+            service["metadata"]["namespace"].as_str(),
+            Some(GIT_NAMESPACE)
+        );
         assert_eq!(
             service["spec"]["ports"][0]["port"].as_u64(),
             Some(u64::from(GIT_PORT))
@@ -152,8 +159,7 @@ mod tests {
         let deployment = of("Deployment");
         assert_eq!(deployment["metadata"]["name"].as_str(), Some(GIT_SERVER));
         assert_eq!(
-            deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
-                .as_str(),
+            deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].as_str(),
             Some(GIT_SERVER)
         );
         assert_eq!(

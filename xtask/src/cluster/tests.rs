@@ -47,7 +47,10 @@ pub fn listed(path: &str, items: Vec<serde_json::Value>) -> [Exchange; 2] {
 fn healthy_rest(scenario: Scenario) -> Scenario {
     scenario
         .lane("kafkas", listed(KAFKAS, vec![kafka(true)]))
-        .lane("deployments", listed(DEPLOYMENTS, vec![deployment("processor")]))
+        .lane(
+            "deployments",
+            listed(DEPLOYMENTS, vec![deployment("processor")]),
+        )
 }
 
 fn output(lines: Lines<Vec<u8>>) -> String {
@@ -201,7 +204,10 @@ async fn a_degraded_application_is_named_times_out_and_leaves_forensics() {
         "{summary}"
     );
     let events = std::fs::read_to_string(run.join("kafka/events.txt")).expect("events");
-    assert!(events.contains("Back-off restarting failed container"), "{events}");
+    assert!(
+        events.contains("Back-off restarting failed container"),
+        "{events}"
+    );
     assert!(run.join("kafka/pods.yaml").is_file());
     for (log, text) in [
         ("flightdeck-dual-role-0_kafka.log", "scripted log line\n"),
@@ -224,8 +230,8 @@ async fn a_degraded_application_is_named_times_out_and_leaves_forensics() {
 
 #[tokio::test(start_paused = true)]
 async fn forensics_of_an_api_server_that_stopped_answering_end_at_the_shared_time_limit() {
-    let scenario = Scenario::new()
-        .then(Expect::get("/api/v1/namespaces/kafka/events").reply(Reply::Hang));
+    let scenario =
+        Scenario::new().then(Expect::get("/api/v1/namespaces/kafka/events").reply(Reply::Hang));
     let (client, verifier) = Verifier::start(scenario);
     let target = tempfile::tempdir().expect("a temporary directory");
     let started = tokio::time::Instant::now();
@@ -301,7 +307,10 @@ async fn a_kind_whose_crd_is_not_installed_yet_is_waited_for() {
                     .repeatedly(),
             ],
         )
-        .lane("deployments", listed(DEPLOYMENTS, vec![deployment("processor")]));
+        .lane(
+            "deployments",
+            listed(DEPLOYMENTS, vec![deployment("processor")]),
+        );
     let (client, verifier) = Verifier::start(scenario);
     let mut progress = Lines::new(Vec::new());
     wait_ready(&client, &goal(), TIMEOUTS, &mut progress)

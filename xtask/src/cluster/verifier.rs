@@ -456,10 +456,7 @@ fn status_object(code: u16, message: &str) -> Value {
         "message": message, "reason": reason, "code": code})
 }
 
-fn events_body(
-    events: Vec<(&'static str, Value)>,
-    stay_open: bool,
-) -> ServerBody {
+fn events_body(events: Vec<(&'static str, Value)>, stay_open: bool) -> ServerBody {
     let frames = events.into_iter().map(|(kind, object)| {
         let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("json");
         line.push(b'\n');
@@ -519,14 +516,13 @@ fn echo_port(mut request: Request<()>, port: u16) -> Response<ServerBody> {
             }
         }
         while let Some(Ok(message)) = socket.next().await {
-            match message {
-                Message::Binary(data) if data.first() == Some(&0) && data.len() > 1 => {
-                    if socket.send(Message::binary(data.to_vec())).await.is_err() {
-                        return;
-                    }
-                }
+            let echo = match message {
+                Message::Binary(data) if data.first() == Some(&0) && data.len() > 1 => data,
                 Message::Close(_) => return,
-                _ => {}
+                _ => continue,
+            };
+            if socket.send(Message::binary(echo.to_vec())).await.is_err() {
+                return;
             }
         }
     });
@@ -693,7 +689,9 @@ mod tests {
                 .then(expect_scale("processor", 2)),
         );
         scale(&client, "producer", 0).await.expect("scaled");
-        let report = verifier.check().expect_err("the processor was never scaled");
+        let report = verifier
+            .check()
+            .expect_err("the processor was never scaled");
         assert!(
             report.contains("missing: lane main: PATCH /apis/apps/v1/namespaces/processing/deployments/processor body/spec/replicas=2"),
             "{report}"
@@ -707,7 +705,10 @@ mod tests {
         let error = scale(&client, "producer", 1)
             .await
             .expect_err("an unexpected request gets a 500");
-        assert!(error.to_string().contains("verifier: unexpected"), "{error}");
+        assert!(
+            error.to_string().contains("verifier: unexpected"),
+            "{error}"
+        );
         let report = verifier.check().expect_err("one request too many");
         assert!(report.contains("unexpected: PATCH"), "{report}");
     }
@@ -739,7 +740,10 @@ mod tests {
     async fn lanes_interleave_but_keep_their_own_order() {
         let (client, verifier) = Verifier::start(
             Scenario::new()
-                .lane("a", [expect_scale("producer", 0), expect_scale("producer", 1)])
+                .lane(
+                    "a",
+                    [expect_scale("producer", 0), expect_scale("producer", 1)],
+                )
                 .lane("b", [expect_scale("processor", 2)]),
         );
         scale(&client, "producer", 0).await.expect("a first");

@@ -80,8 +80,8 @@ pub fn read(planned: &Planned) -> Result<Built> {
             planned.layout.display()
         )
     })?;
-    let index: Value = serde_json::from_str(&text)
-        .with_context(|| format!("parse {}", index_file.display()))?;
+    let index: Value =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", index_file.display()))?;
     let manifests = index["manifests"]
         .as_array()
         .with_context(|| format!("{}: no manifests", index_file.display()))?;
@@ -139,7 +139,11 @@ pub fn write_test_image(out: &Path, bin: &str, content: &str) -> Result<Built> {
         0o755,
         content.as_bytes().to_vec(),
     )?;
-    let image = oci::assemble(&service, &Stamp::new(7, None), &[("app", layer::pack(&tree, 7)?)])?;
+    let image = oci::assemble(
+        &service,
+        &Stamp::new(7, None),
+        &[("app", layer::pack(&tree, 7)?)],
+    )?;
     output::write(&image, bin, out, 7)?;
     read(&planned_in(out, bin))
 }
@@ -162,7 +166,11 @@ mod tests {
         };
         let mut tree = layer::Tree::default();
         tree.file("usr/local/bin/producer", 0o755, b"bin".to_vec())?;
-        assemble(&service, &Stamp::new(7, None), &[("app", layer::pack(&tree, 7)?)])
+        assemble(
+            &service,
+            &Stamp::new(7, None),
+            &[("app", layer::pack(&tree, 7)?)],
+        )
     }
 
     #[test]
@@ -171,11 +179,17 @@ mod tests {
         let out = tempfile::tempdir()?;
         output::write(&image, "producer", out.path(), 7)?;
         let planned = planned_in(out.path(), "producer");
-        assert!(planned.archive.is_file(), "the docker archive is where `up` imports it from");
+        assert!(
+            planned.archive.is_file(),
+            "the docker archive is where `up` imports it from"
+        );
         let built = read(&planned)?;
         assert_eq!(built.tag, image.tags[0]);
         assert_eq!(built.digest, image.digest);
-        assert_eq!(built.reference(), format!("flightdeck/producer:{}", image.tags[0]));
+        assert_eq!(
+            built.reference(),
+            format!("flightdeck/producer:{}", image.tags[0])
+        );
         assert!(built.config_digest.starts_with("sha256:"));
         assert_ne!(built.config_digest, built.digest);
         Ok(())

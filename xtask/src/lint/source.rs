@@ -38,7 +38,12 @@ fn places(file: &YamlFile, doc: &Doc, source: &Source, out: &mut Vec<Place>) {
     if spec.get("source").is_some() {
         sources.push((vec![key("spec"), key("source")], &spec["source"]));
     }
-    for (i, each) in spec["sources"].as_sequence().into_iter().flatten().enumerate() {
+    for (i, each) in spec["sources"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         sources.push((vec![key("spec"), key("sources"), Seg::Index(i)], each));
     }
     let mut add = |path: Vec<Seg>, value: &Value, what: String, wanted: &str| {
@@ -58,7 +63,12 @@ fn places(file: &YamlFile, doc: &Doc, source: &Source, out: &mut Vec<Place>) {
             ] {
                 let mut at = path.clone();
                 at.push(key(field));
-                add(at, &each[field], format!("Application {name}: {field}"), wanted);
+                add(
+                    at,
+                    &each[field],
+                    format!("Application {name}: {field}"),
+                    wanted,
+                );
             }
             continue;
         }
@@ -145,8 +155,8 @@ pub fn fix(root: &Path, files: &[YamlFile]) -> anyhow::Result<usize> {
     let mut changed = 0;
     for (rel, places) in by_file {
         let path = root.join(&rel);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
         for place in places {
             let line = lines
@@ -250,6 +260,9 @@ mod tests {
         std::fs::write(root.path().join(SETTING), "repoURL: nowhere\n").expect("write");
         let found = findings(root.path());
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].starts_with("infrastructure/source.yaml:0: "), "{found:?}");
+        assert!(
+            found[0].starts_with("infrastructure/source.yaml:0: "),
+            "{found:?}"
+        );
     }
 }

@@ -15,8 +15,7 @@ use super::super::plan::{self, ClusterState, Plan, PlannedImage, UpFacts};
 use super::super::snapshot::{self, Checkout, ImageTag};
 use super::super::source::{IN_CLUSTER_URL, Source};
 use super::super::verifier::{
-    Exchange, Expect, Reply, Scenario, Verifier, application_at, deployment,
-    forensics_exchanges,
+    Exchange, Expect, Reply, Scenario, Verifier, application_at, deployment, forensics_exchanges,
 };
 use super::super::wait::Timeouts;
 use super::Connect;
@@ -72,8 +71,8 @@ fn checkout(push_report: &str) -> Repo {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: processor\nspec:\n  template:\n    spec:\n      containers:\n        - name: processor\n          image: flightdeck/processor\n",
     );
     write(root, ".gitignore", "target/\n");
-    let image = built::write_test_image(&root.join("target/images"), "processor", "v1")
-        .expect("an image");
+    let image =
+        built::write_test_image(&root.join("target/images"), "processor", "v1").expect("an image");
 
     let tools = FakeTools::new();
     for tool in ["k3d", "cargo", "kubectl"] {
@@ -155,7 +154,11 @@ impl Repo {
             .commit
     }
 
-    fn deploy(&self, runtime: &tokio::runtime::Runtime, client: kube::Client) -> anyhow::Result<(Duration, Option<String>)> {
+    fn deploy(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        client: kube::Client,
+    ) -> anyhow::Result<(Duration, Option<String>)> {
         let connect: Connect = Box::new(move || {
             let client = client.clone();
             Box::pin(async move { Ok(client) })
@@ -164,7 +167,10 @@ impl Repo {
             target: self.root().join("target"),
             source: self.source(),
             checkout: Some(Checkout::inspect(&self.sh).expect("a checkout")),
-            images: vec![built::planned_in(&self.root().join("target/images"), "processor")],
+            images: vec![built::planned_in(
+                &self.root().join("target/images"),
+                "processor",
+            )],
             timeouts: Timeouts {
                 component: Duration::from_secs(600),
                 total: Duration::from_secs(1800),
@@ -288,7 +294,9 @@ fn up_runs_its_plan_in_order_pushes_the_snapshot_and_waits_for_its_revision() {
     assert_eq!(calls(&repo.tools), expected_calls(&snapshot, 10));
     // The snapshot carries the image's digest tag; the working tree does not.
     let spec = format!("{snapshot}:infrastructure/k8s/flightdeck/processor.yaml");
-    let deployed = xshell::cmd!(repo.sh, "git show {spec}").read().expect("git show");
+    let deployed = xshell::cmd!(repo.sh, "git show {spec}")
+        .read()
+        .expect("git show");
     assert!(
         deployed.contains(&format!("image: flightdeck/processor:{}", repo.image.tag)),
         "{deployed}"
@@ -350,7 +358,8 @@ fn up_waits_until_argo_cd_reports_the_new_revision() {
             ],
         );
     let (client, verifier) = Verifier::start(scenario);
-    repo.deploy(&runtime, client).expect("ready at the new revision");
+    repo.deploy(&runtime, client)
+        .expect("ready at the new revision");
     verifier.finish();
 }
 
@@ -378,7 +387,10 @@ fn a_failed_step_stops_up_and_leaves_forensics_of_argo_cd_and_the_system() {
         message.starts_with("step 5: `terraform -chdir=infrastructure/terraform apply"),
         "{message}"
     );
-    assert!(message.contains("\nforensics (logs, events, YAML) in "), "{message}");
+    assert!(
+        message.contains("\nforensics (logs, events, YAML) in "),
+        "{message}"
+    );
     assert_eq!(
         calls(&repo.tools),
         expected_calls("", 5),
@@ -390,9 +402,19 @@ fn a_failed_step_stops_up_and_leaves_forensics_of_argo_cd_and_the_system() {
         .collect();
     assert_eq!(runs.len(), 1);
     let summary = fs::read_to_string(runs[0].join("summary.txt")).expect("summary");
-    assert!(summary.contains("namespaces: argocd, kube-system"), "{summary}");
-    assert!(summary.contains("cargo xtask up failed: step 5"), "{summary}");
-    assert!(runs[0].join("argocd/logs/argocd-server-7d8f9-xyz12_server.log").is_file());
+    assert!(
+        summary.contains("namespaces: argocd, kube-system"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("cargo xtask up failed: step 5"),
+        "{summary}"
+    );
+    assert!(
+        runs[0]
+            .join("argocd/logs/argocd-server-7d8f9-xyz12_server.log")
+            .is_file()
+    );
 }
 
 #[test]
@@ -411,7 +433,9 @@ fn a_git_server_that_is_not_ready_stops_up_before_the_app_of_apps() {
         .then_all(forensics_exchanges("argocd", &[]))
         .then_all(forensics_exchanges("kube-system", &[]));
     let (client, verifier) = Verifier::start(scenario);
-    let error = repo.deploy(&runtime, client).expect_err("no ready git server");
+    let error = repo
+        .deploy(&runtime, client)
+        .expect_err("no ready git server");
     verifier.finish();
     let message = format!("{error:#}");
     assert!(

@@ -40,14 +40,15 @@ fn up_on_a_running_cluster_creates_nothing_new() {
 #[test]
 fn up_with_a_remote_source_deploys_no_snapshot() {
     let mut facts = facts(ClusterState::Running);
-    facts.source = Source::parse("repoURL: https://git.example.org/flightdeck.git\ntargetRevision: main\n")
-        .expect("a remote source");
+    facts.source =
+        Source::parse("repoURL: https://git.example.org/flightdeck.git\ntargetRevision: main\n")
+            .expect("a remote source");
     let plan = up(&facts);
     assert!(
-        !plan
-            .steps
-            .iter()
-            .any(|s| matches!(s.action, Action::Snapshot(_) | Action::Push(_) | Action::Refresh(_))),
+        !plan.steps.iter().any(|s| matches!(
+            s.action,
+            Action::Snapshot(_) | Action::Push(_) | Action::Refresh(_)
+        )),
         "{plan}"
     );
     assert!(
@@ -78,8 +79,8 @@ fn down_without_a_cluster_does_nothing() {
 
 #[test]
 fn down_refuses_a_cluster_someone_else_made() {
-    let error = down(&ClusterState::Foreign("no label".into()), &[])
-        .expect_err("not ours to delete");
+    let error =
+        down(&ClusterState::Foreign("no label".into()), &[]).expect_err("not ours to delete");
     assert!(
         error
             .to_string()
@@ -118,9 +119,15 @@ fn a_cluster_of_our_name_without_our_label_is_someone_else_s() {
         panic!("{state:?}");
     };
     let message = foreign_cluster(why).to_string();
-    assert!(message.contains("was not created from infrastructure/k3d/cluster.yaml"), "{message}");
+    assert!(
+        message.contains("was not created from infrastructure/k3d/cluster.yaml"),
+        "{message}"
+    );
     assert!(message.contains("Nothing was changed"), "{message}");
-    assert!(message.contains("`k3d cluster delete flightdeck`"), "{message}");
+    assert!(
+        message.contains("`k3d cluster delete flightdeck`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -143,11 +150,13 @@ fn the_k3d_config_carries_the_label_that_marks_our_cluster() {
 fn push_reports_are_read_from_git_s_porcelain_output() {
     use crate::cluster::deploy::pushed;
     let reference = "refs/heads/deploy";
-    let new = "To git://127.0.0.1:4000/flightdeck.git\n*\tabc:refs/heads/deploy\t[new branch]\nDone\n";
+    let new =
+        "To git://127.0.0.1:4000/flightdeck.git\n*\tabc:refs/heads/deploy\t[new branch]\nDone\n";
     assert!(pushed(new, reference).expect("new branch"));
     let forced = "To git://127.0.0.1:4000/flightdeck.git\n+\tabc:refs/heads/deploy\t1a2b...3c4d (forced update)\nDone\n";
     assert!(pushed(forced, reference).expect("forced"));
-    let same = "To git://127.0.0.1:4000/flightdeck.git\n=\tabc:refs/heads/deploy\t[up to date]\nDone\n";
+    let same =
+        "To git://127.0.0.1:4000/flightdeck.git\n=\tabc:refs/heads/deploy\t[up to date]\nDone\n";
     assert!(!pushed(same, reference).expect("up to date"));
     let refused = "To git://x\n!\tabc:refs/heads/deploy\t[remote rejected] (pushes only through kubectl port-forward)\nDone\n";
     assert!(

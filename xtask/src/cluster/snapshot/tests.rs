@@ -27,10 +27,7 @@ pub fn repository() -> (tempfile::TempDir, Shell) {
     );
     write(dir.path(), "README.md", "flightdeck\n");
     write(dir.path(), ".gitignore", "target/\n");
-    for line in [
-        "git init --quiet --initial-branch=main",
-        "git add --all",
-    ] {
+    for line in ["git init --quiet --initial-branch=main", "git add --all"] {
         let args: Vec<&str> = line.split(' ').collect();
         let (git, rest) = args.split_first().expect("a command");
         cmd!(sh, "{git} {rest...}").quiet().run().expect(line);
@@ -73,7 +70,10 @@ fn images() -> Vec<ImageTag> {
 
 fn show(sh: &Shell, commit: &str, file: &str) -> String {
     let spec = format!("{commit}:{file}");
-    cmd!(sh, "git show {spec}").quiet().read().expect("git show")
+    cmd!(sh, "git show {spec}")
+        .quiet()
+        .read()
+        .expect("git show")
 }
 
 fn files_of(sh: &Shell, commit: &str) -> Vec<String> {
@@ -92,23 +92,32 @@ fn the_same_tree_gives_the_same_commit_and_an_edit_a_new_one() {
     write(dir.path(), "README.md", "flightdeck, edited\n");
     let checkout = Checkout::inspect(&sh).expect("a checkout");
     let first = create(&sh, &checkout, &images()).expect("a snapshot");
-    let again = create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images())
-        .expect("a snapshot");
+    let again =
+        create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images()).expect("a snapshot");
     assert_eq!(first, again, "nothing changed: the same commit");
 
     write(dir.path(), "README.md", "flightdeck, edited twice\n");
-    let edited = create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images())
-        .expect("a snapshot");
+    let edited =
+        create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images()).expect("a snapshot");
     assert_ne!(edited.commit, first.commit, "an edit is a new revision");
-    assert_eq!(show(&sh, &edited.commit, "README.md"), "flightdeck, edited twice");
+    assert_eq!(
+        show(&sh, &edited.commit, "README.md"),
+        "flightdeck, edited twice"
+    );
 
-    let rebuilt = vec![ImageTag {
-        tag: "0.1.0-ffffffffffff".into(),
-        ..images()[0].clone()
-    }, images()[1].clone()];
-    let with_new_image = create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &rebuilt)
-        .expect("a snapshot");
-    assert_ne!(with_new_image.commit, edited.commit, "a rebuilt image is a new revision");
+    let rebuilt = vec![
+        ImageTag {
+            tag: "0.1.0-ffffffffffff".into(),
+            ..images()[0].clone()
+        },
+        images()[1].clone(),
+    ];
+    let with_new_image =
+        create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &rebuilt).expect("a snapshot");
+    assert_ne!(
+        with_new_image.commit, edited.commit,
+        "a rebuilt image is a new revision"
+    );
 }
 
 #[test]
@@ -124,8 +133,8 @@ fn the_user_s_index_head_and_branch_are_untouched() {
         cmd!(sh, "git status --porcelain").read().expect("status"),
         cmd!(sh, "git branch --list").read().expect("branches"),
     );
-    let snapshot = create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images())
-        .expect("a snapshot");
+    let snapshot =
+        create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images()).expect("a snapshot");
     let after = (
         cmd!(sh, "git rev-parse HEAD").read().expect("HEAD"),
         cmd!(sh, "git diff --cached").read().expect("the index"),
@@ -161,9 +170,9 @@ fn untracked_files_are_deployed_and_ignored_and_deleted_ones_are_not() {
         checkout.describe()
     );
     assert!(
-        checkout
-            .describe()
-            .ends_with("plus 2 uncommitted file(s), deployed as they are: README.md, dags/new_dag.py"),
+        checkout.describe().ends_with(
+            "plus 2 uncommitted file(s), deployed as they are: README.md, dags/new_dag.py"
+        ),
         "{}",
         checkout.describe()
     );
@@ -172,8 +181,8 @@ fn untracked_files_are_deployed_and_ignored_and_deleted_ones_are_not() {
 #[test]
 fn the_manifests_get_the_build_s_tags_only_in_the_snapshot() {
     let (dir, sh) = repository();
-    let snapshot = create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images())
-        .expect("a snapshot");
+    let snapshot =
+        create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images()).expect("a snapshot");
     assert_eq!(
         snapshot.retagged,
         [
@@ -181,12 +190,21 @@ fn the_manifests_get_the_build_s_tags_only_in_the_snapshot() {
             "infrastructure/k8s/flightdeck/processor.yaml"
         ]
     );
-    let processor = show(&sh, &snapshot.commit, "infrastructure/k8s/flightdeck/processor.yaml");
+    let processor = show(
+        &sh,
+        &snapshot.commit,
+        "infrastructure/k8s/flightdeck/processor.yaml",
+    );
     assert!(
-        processor.contains("          image: flightdeck/processor:0.1.0-0123456789ab  # tagged by up\n"),
+        processor
+            .contains("          image: flightdeck/processor:0.1.0-0123456789ab  # tagged by up\n"),
         "{processor}"
     );
-    let airflow = show(&sh, &snapshot.commit, "infrastructure/k8s/apps/airflow.yaml");
+    let airflow = show(
+        &sh,
+        &snapshot.commit,
+        "infrastructure/k8s/apps/airflow.yaml",
+    );
     assert!(
         airflow.contains("    value: \"flightdeck/producer:0.1.0-ba9876543210\"\n"),
         "{airflow}"
@@ -195,8 +213,11 @@ fn the_manifests_get_the_build_s_tags_only_in_the_snapshot() {
         airflow.contains("value: flightdeck/producer-notes"),
         "only exact references: {airflow}"
     );
-    let committed = fs::read_to_string(dir.path().join("infrastructure/k8s/flightdeck/processor.yaml"))
-        .expect("the file");
+    let committed = fs::read_to_string(
+        dir.path()
+            .join("infrastructure/k8s/flightdeck/processor.yaml"),
+    )
+    .expect("the file");
     assert!(
         committed.contains("image: flightdeck/processor  # tagged by up"),
         "the working tree keeps the untagged name"
@@ -231,7 +252,10 @@ fn a_checkout_without_a_commit_is_refused_with_the_fix() {
     sh.change_dir(dir.path());
     sh.set_var("GIT_CONFIG_GLOBAL", "/dev/null");
     let error = Checkout::inspect(&sh).expect_err("not a repository");
-    assert!(error.to_string().contains("is not a git checkout"), "{error}");
+    assert!(
+        error.to_string().contains("is not a git checkout"),
+        "{error}"
+    );
     cmd!(sh, "git init --quiet").run().expect("git init");
     let error = Checkout::inspect(&sh).expect_err("no commit");
     assert!(
@@ -245,7 +269,9 @@ fn a_checkout_without_a_commit_is_refused_with_the_fix() {
 #[test]
 fn a_detached_head_is_deployed_and_said() {
     let (_dir, sh) = repository();
-    cmd!(sh, "git checkout --quiet --detach").run().expect("detach");
+    cmd!(sh, "git checkout --quiet --detach")
+        .run()
+        .expect("detach");
     let checkout = Checkout::inspect(&sh).expect("a checkout");
     assert_eq!(checkout.branch, None);
     assert!(

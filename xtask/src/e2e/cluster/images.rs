@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 
 use super::NAMESPACE;
 use crate::images::built::{self, Built};
@@ -69,7 +69,10 @@ pub fn runs(pod: &Pod, container: &str, built: &Built) -> anyhow::Result<()> {
         .with_context(|| format!("pod {name} has no status for its container {container} yet"))?;
     let image = status.image.as_str();
     let id = status.image_id.as_str();
-    let tag = image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or_default();
+    let tag = image
+        .rsplit_once(':')
+        .map(|(_, tag)| tag)
+        .unwrap_or_default();
     let same_image = image.ends_with(&built.name) || image.contains(&format!("{}:", built.name));
     let same_digest = id.ends_with(&built.digest) || id == built.config_digest;
     if same_image && tag == built.tag && same_digest {
@@ -113,7 +116,10 @@ mod tests {
         let built = built();
         let image = format!("docker.io/{}", built.reference());
         runs(
-            &pod(&image, &format!("docker.io/flightdeck/processor@{}", built.digest)),
+            &pod(
+                &image,
+                &format!("docker.io/flightdeck/processor@{}", built.digest),
+            ),
             "processor",
             &built,
         )
@@ -153,6 +159,9 @@ mod tests {
             "processor",
             &built,
         );
-        assert!(same_tag_other_content.is_err(), "the digest decides, not the tag");
+        assert!(
+            same_tag_other_content.is_err(),
+            "the digest decides, not the tag"
+        );
     }
 }

@@ -54,7 +54,10 @@ fn producer_deployment(replicas: i64) -> Value {
 
 fn live_producer_pods(items: Vec<Value>) -> crate::cluster::verifier::Exchange {
     Expect::get(PODS)
-        .query("labelSelector", "app.kubernetes.io/name=producer,!flightdeck.io/e2e")
+        .query(
+            "labelSelector",
+            "app.kubernetes.io/name=producer,!flightdeck.io/e2e",
+        )
         .reply(Reply::List(items))
 }
 
@@ -70,7 +73,9 @@ async fn auto_sync_is_paused_on_both_applications_and_each_gets_its_own_setting_
                 .body("/spec/replicas", json!(0))
                 .reply(Reply::Json(producer_deployment(0))),
         )
-        .then(live_producer_pods(vec![json!({"metadata": {"name": "producer-1"}})]))
+        .then(live_producer_pods(vec![
+            json!({"metadata": {"name": "producer-1"}}),
+        ]))
         .then(live_producer_pods(vec![]))
         // Restored child first, then the root.
         .then(restore("flightdeck", child))
@@ -114,7 +119,9 @@ async fn a_live_producer_that_does_not_stop_fails_after_the_time_limit() {
                 .reply(Reply::Json(producer_deployment(0))),
         );
     for _ in 0..60 {
-        scenario = scenario.then(live_producer_pods(vec![json!({"metadata": {"name": "producer-1"}})]));
+        scenario = scenario.then(live_producer_pods(vec![
+            json!({"metadata": {"name": "producer-1"}}),
+        ]));
     }
     let (client, verifier) = Verifier::start(scenario);
     let started = tokio::time::Instant::now();
@@ -147,7 +154,11 @@ fn replay_pod(job: &str) -> Value {
 }
 
 /// The requests of one replay Job named `name` that ends with `status`, its log `log`.
-fn replay_exchanges(name: &str, status: Value, log: &str) -> Vec<crate::cluster::verifier::Exchange> {
+fn replay_exchanges(
+    name: &str,
+    status: Value,
+    log: &str,
+) -> Vec<crate::cluster::verifier::Exchange> {
     vec![
         Expect::post(JOBS)
             .body("/metadata/name", json!(name))
@@ -177,8 +188,11 @@ fn fixtures() -> (tempfile::TempDir, Vec<PathBuf>) {
         .iter()
         .map(|name| {
             let path = dir.path().join(name);
-            std::fs::write(&path, format!("{{\"time\": 1, \"states\": [], \"file\": \"{name}\"}}"))
-                .expect("write a fixture");
+            std::fs::write(
+                &path,
+                format!("{{\"time\": 1, \"states\": [], \"file\": \"{name}\"}}"),
+            )
+            .expect("write a fixture");
             path
         })
         .collect();
@@ -190,7 +204,10 @@ fn prepare_exchanges() -> Vec<crate::cluster::verifier::Exchange> {
         Expect::patch(&format!("{CONFIGMAPS}/{FIXTURES_CONFIGMAP}"))
             .query("fieldManager", "flightdeck-e2e")
             .query("force", "true")
-            .body("/data/a.json", json!("{\"time\": 1, \"states\": [], \"file\": \"a.json\"}"))
+            .body(
+                "/data/a.json",
+                json!("{\"time\": 1, \"states\": [], \"file\": \"a.json\"}"),
+            )
             .body("/metadata/labels/flightdeck.io~1e2e", json!("fixtures"))
             .reply(Reply::Json(json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": FIXTURES_CONFIGMAP, "namespace": "processing"}}))),
@@ -214,7 +231,11 @@ async fn the_replay_job_is_created_and_its_summary_read_from_its_log() {
     let (summary, pod) = job.run(&client, 1).await.expect("the replay ran");
     verifier.finish();
     assert_eq!(
-        (summary.files, summary.produced, summary.dropped_unpositioned),
+        (
+            summary.files,
+            summary.produced,
+            summary.dropped_unpositioned
+        ),
         (2, 412, 3)
     );
     let builds = Builds {
@@ -226,7 +247,9 @@ async fn the_replay_job_is_created_and_its_summary_read_from_its_log() {
             config_digest: format!("sha256:{}", "9".repeat(64)),
         },
     };
-    builds.check_replay(&pod).expect("the Job runs the producer just built");
+    builds
+        .check_replay(&pod)
+        .expect("the Job runs the producer just built");
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,8 +338,7 @@ async fn a_failure_mid_e2e_leaves_forensics_then_restores_auto_sync_and_cleans_u
                 .reply(Reply::List(vec![])),
         )
         .then(
-            Expect::delete(&format!("{CONFIGMAPS}/{FIXTURES_CONFIGMAP}"))
-                .reply(Reply::Status(404)),
+            Expect::delete(&format!("{CONFIGMAPS}/{FIXTURES_CONFIGMAP}")).reply(Reply::Status(404)),
         );
     let (client, verifier) = Verifier::start(scenario);
     let target = tempfile::tempdir().expect("a temporary directory");
@@ -333,7 +355,10 @@ async fn a_failure_mid_e2e_leaves_forensics_then_restores_auto_sync_and_cleans_u
     .await
     .expect_err("the run failed");
     verifier.finish();
-    assert_eq!(error.to_string(), "produced 3 records, the fixtures hold 412");
+    assert_eq!(
+        error.to_string(),
+        "produced 3 records, the fixtures hold 412"
+    );
     let runs: Vec<_> = std::fs::read_dir(target.path().join("forensics"))
         .expect("forensics")
         .map(|e| e.expect("an entry").path())
