@@ -108,15 +108,17 @@ impl Up {
                 source::SETTING
             ),
         }
+        // A cluster that is created or started binds the ports; a running one holds them.
+        let binds_ports = matches!(cluster, ClusterState::Absent | ClusterState::Stopped);
         if self.dry_run {
-            if cluster == ClusterState::Absent
+            if binds_ports
                 && let Err(error) = preflight::require_free_ports(&preflight::CLUSTER_PORTS)
             {
                 eprintln!("up: warning: {error:#}");
             }
             return Ok(());
         }
-        if cluster == ClusterState::Absent {
+        if binds_ports {
             preflight::require_free_ports(&preflight::CLUSTER_PORTS)?;
         }
         let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
