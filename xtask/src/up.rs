@@ -20,12 +20,12 @@ use std::time::Duration;
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::cluster::deploy::{Connect, Deployer};
+use crate::cluster::deploy::{Connect, Deployer, Deployment};
 use crate::cluster::plan::{self, ClusterState, Plan, PlannedImage, UpFacts};
 use crate::cluster::snapshot::{Checkout, short};
 use crate::cluster::source::{self, Source};
 use crate::cluster::{self, CONTEXT, preflight, progress, wait::Timeouts};
-use crate::images::built::{self, Planned};
+use crate::images::built;
 
 /// Create the k3d cluster (unless it exists), deploy the checkout and wait until it is ready.
 #[derive(Debug, clap::Args)]
@@ -45,20 +45,6 @@ pub struct Up {
     /// The longest the whole wait may take.
     #[arg(long, default_value = "40m", value_parser = cluster::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
-}
-
-/// What [`deploy`] needs besides the plan.
-pub struct Deployment {
-    /// cargo's target directory.
-    pub target: std::path::PathBuf,
-    /// Where Argo CD reads from.
-    pub source: Source,
-    /// What is checked out (in-cluster source only).
-    pub checkout: Option<Checkout>,
-    /// The images `cargo xtask images` builds.
-    pub images: Vec<Planned>,
-    /// How long the wait may take.
-    pub timeouts: Timeouts,
 }
 
 impl Up {
@@ -151,17 +137,7 @@ pub fn deploy(
 ) -> anyhow::Result<(Duration, Option<String>)> {
     std::fs::create_dir_all(&deployment.target)
         .with_context(|| format!("create {}", deployment.target.display()))?;
-    let mut deployer = Deployer::new(
-        sh,
-        runtime,
-        connect,
-        deployment.target,
-        deployment.source,
-        deployment.checkout,
-        deployment.images,
-        deployment.timeouts,
-        progress::for_stderr(),
-    );
+    let mut deployer = Deployer::new(sh, runtime, connect, deployment, progress::for_stderr());
     let result = plan::execute(sh, plan, |action| deployer.step(action));
     if let Err(error) = result {
         if deployer.waited {

@@ -26,10 +26,8 @@ use crate::images::built::{self, Planned};
 /// How the client is made: `cluster::client` for real, a verifier's in tests.
 pub type Connect = Box<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<kube::Client>>>>>;
 
-/// The state the in-process steps share.
-pub struct Deployer<'a> {
-    /// The shell the commands run in (its `PATH`, its directory: the checkout).
-    pub sh: &'a Shell,
+/// What the in-process steps deploy, besides the plan.
+pub struct Deployment {
     /// cargo's target directory (forensics go to `<target>/forensics/`).
     pub target: PathBuf,
     /// Where Argo CD reads from.
@@ -40,6 +38,14 @@ pub struct Deployer<'a> {
     pub images: Vec<Planned>,
     /// How long the wait may take.
     pub timeouts: Timeouts,
+}
+
+/// The state the in-process steps share.
+pub struct Deployer<'a> {
+    /// The shell the commands run in (its `PATH`, its directory: the checkout).
+    pub sh: &'a Shell,
+    /// What is deployed.
+    pub deployment: Deployment,
     /// Shows the wait.
     pub progress: Box<dyn Progress>,
     runtime: &'a tokio::runtime::Runtime,
@@ -55,25 +61,16 @@ pub struct Deployer<'a> {
 
 impl<'a> Deployer<'a> {
     /// A deployer that connects with `connect` when a step first needs the cluster.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sh: &'a Shell,
         runtime: &'a tokio::runtime::Runtime,
         connect: Connect,
-        target: PathBuf,
-        source: Source,
-        checkout: Option<Checkout>,
-        images: Vec<Planned>,
-        timeouts: Timeouts,
+        deployment: Deployment,
         progress: Box<dyn Progress>,
     ) -> Self {
         Self {
             sh,
-            target,
-            source,
-            checkout,
-            images,
-            timeouts,
+            deployment,
             progress,
             runtime,
             connect,
@@ -113,7 +110,7 @@ impl<'a> Deployer<'a> {
 
     fn commit(&mut self) -> anyhow::Result<()> {
         let mut tags = Vec::new();
-        for planned in &self.images {
+        for planned in &self.deployment.images {
             let image = built::read(planned)?;
             eprintln!("    {} -> {}", image.name, image.reference());
             tags.push(ImageTag {
@@ -122,6 +119,7 @@ impl<'a> Deployer<'a> {
             });
         }
         let checkout = self
+            .deployment
             .checkout
             .as_ref()
             .context("no checkout to commit: the source is not the in-cluster git server")?;
@@ -156,7 +154,11 @@ impl<'a> Deployer<'a> {
                 SocketAddr::from(([127, 0, 0, 1], 0)),
             )
             .await?;
-            let line = push_line(&self.source, &forward.local.port().to_string(), &commit);
+            let line = push_line(
+                &self.deployment.source,
+                &forward.local.port().to_string(),
+                &commit,
+            );
             eprintln!("    $ {}", quoted(&line));
             // NB: run without blocking the runtime, which serves the port-forward.
             let output = tokio::process::Command::new(&line[0])
@@ -180,11 +182,11 @@ impl<'a> Deployer<'a> {
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        self.pushed = pushed(&stdout, &self.source.branch_ref())?;
+        self.pushed = pushed(&stdout, &self.deployment.source.branch_ref())?;
         if self.pushed {
             eprintln!(
                 "    the git server's {} is now {}",
-                self.source.target_revision,
+                self.deployment.source.target_revision,
                 short(&commit)
             );
         } else {
@@ -202,7 +204,7 @@ impl<'a> Deployer<'a> {
             return Ok(());
         }
         let client = self.client()?;
-        let repo = self.source.repo_url.clone();
+        let repo = self.deployment.source.repo_url.clone();
         self.runtime.block_on(async {
             let apps: Api<DynamicObject> =
                 Api::namespaced_with(client, GIT_NAMESPACE, &Kind::Application.api_resource());
@@ -233,14 +235,14 @@ impl<'a> Deployer<'a> {
         self.waited = true;
         let root = self.sh.current_dir();
         let revision = self.snapshot.as_ref().map(|s| s.commit.clone());
-        let goal = super::goal(&root, &self.source, revision.as_deref())?;
+        let goal = super::goal(&root, &self.deployment.source, revision.as_deref())?;
         let client = self.client()?;
         let took = self.runtime.block_on(super::ready_or_forensics(
             &client,
             &goal,
-            self.timeouts,
+            self.deployment.timeouts,
             self.progress.as_mut(),
-            &self.target,
+            &self.deployment.target,
         ))?;
         self.took = Some(took);
         Ok(())
@@ -264,7 +266,7 @@ impl<'a> Deployer<'a> {
         match client {
             Ok(client) => self.runtime.block_on(super::forensics::save(
                 &client,
-                &self.target,
+                &self.deployment.target,
                 &summary,
                 &namespaces,
             )),

@@ -18,9 +18,9 @@ use super::super::verifier::{
     Exchange, Expect, Reply, Scenario, Verifier, application_at, deployment, forensics_exchanges,
 };
 use super::super::wait::Timeouts;
-use super::Connect;
+use super::{Connect, Deployment};
 use crate::images::built::{self, Built};
-use crate::up::{Deployment, deploy};
+use crate::up::deploy;
 
 const APPS: &str = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/processing/deployments";
