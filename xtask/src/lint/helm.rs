@@ -7,10 +7,11 @@
 //! and the values must satisfy the chart's `values.schema.json` when it has one.
 //!
 //! NB: a map is free-form, and accepts any key, when its default is empty (`podAnnotations:
-//! {}`), null, or written with keys that are names rather than values (`configs.cm` holds
-//! `timeout.reconciliation`: a key with a `.` or a `/` says the map is passed through, as
-//! ConfigMap data, labels or annotations). Lists are never looked into: Helm replaces
-//! them whole, and their items' shape is the templates' business.
+//! {}`), null, or written mostly with keys that are names rather than values (argo-cd's
+//! `configs.cm` holds `timeout.reconciliation` and a few more: keys with a `.` or a `/`
+//! say the map is passed through, as ConfigMap data, labels or annotations; one such key
+//! among many, like grafana's `grafana.ini`, does not). Lists are never looked into: Helm
+//! replaces them whole, and their items' shape is the templates' business.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -133,7 +134,11 @@ pub fn check_release(
                 release.owner,
                 path_string(&path)
             ),
-            did_you_mean(&path, &allowed, &format!("{name} {version}"), "values.yaml"),
+            did_you_mean(
+                &path,
+                &allowed,
+                &format!("the values.yaml of chart {name} {version}"),
+            ),
         ));
     }
 }
@@ -156,7 +161,11 @@ fn merge(base: Value, over: Value) -> Value {
 }
 
 fn free_form(defaults: &Map<String, Value>) -> bool {
-    defaults.is_empty() || defaults.keys().any(|k| k.contains('.') || k.contains('/'))
+    let names = defaults
+        .keys()
+        .filter(|k| k.contains('.') || k.contains('/'))
+        .count();
+    defaults.is_empty() || names * 2 > defaults.len()
 }
 
 /// Every key path of `values` that `defaults` does not have, with the keys it has there.

@@ -133,8 +133,7 @@ pub fn check(
                     super::schema::did_you_mean(
                         &violation.path,
                         &violation.allowed,
-                        api_version,
-                        kind,
+                        &format!("k3d's JSON schema of {api_version} {kind}"),
                     ),
                 )
             })

@@ -377,7 +377,11 @@ impl Crds {
             } else {
                 (
                     format!("{kind} {name}: unknown field `{at}` (the API server prunes it)",),
-                    did_you_mean(&violation.path, &violation.allowed, &crd.origin, kind),
+                    did_you_mean(
+                        &violation.path,
+                        &violation.allowed,
+                        &format!("the {kind} CRD of {}", crd.origin),
+                    ),
                 )
             };
             findings.push(Finding::new(
@@ -400,7 +404,7 @@ impl Crds {
 }
 
 /// The fix of an unknown field: the closest allowed name, or the allowed names.
-pub fn did_you_mean(path: &[Seg], allowed: &[String], origin: &str, kind: &str) -> String {
+pub fn did_you_mean(path: &[Seg], allowed: &[String], whose: &str) -> String {
     let Some(Seg::Key(field)) = path.last() else {
         return String::new();
     };
@@ -415,12 +419,9 @@ pub fn did_you_mean(path: &[Seg], allowed: &[String], origin: &str, kind: &str) 
         .min();
     match closest {
         Some((distance, name)) if distance <= 3.max(field.len() / 3) => {
-            format!("did you mean `{name}`? (the {kind} schema of {origin})")
+            format!("did you mean `{name}`? ({whose})")
         }
-        _ => format!(
-            "the {kind} schema of {origin} allows here: {}",
-            allowed.join(", ")
-        ),
+        _ => format!("{whose} allows here: {}", allowed.join(", ")),
     }
 }
 

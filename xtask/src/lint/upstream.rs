@@ -291,9 +291,9 @@ fn fetch(wanted: &[Wanted], cache: &Path) -> anyhow::Result<Vec<Fetched>> {
                 Err(problem) => out.push(Fetched::WrongHash(problem)),
             },
             Err(error) if error.is_connect() || error.is_timeout() => {
-                let why = format!("no network: {error}");
-                offline = Some(why.clone());
-                out.push(Fetched::Unreachable(why));
+                eprintln!("lint: no network ({error:#}): not fetching the other files");
+                offline = Some("no network".into());
+                out.push(Fetched::Unreachable("no network".into()));
             }
             Err(error) => out.push(Fetched::Unreachable(error.to_string())),
         }
@@ -340,7 +340,10 @@ fn assemble(
         for (path, sha256) in &source.files {
             let what = format!("{} {path}", source.label());
             let Some(text) = text_of(path) else {
-                if let Some(chart) = &mut chart {
+                let of_chart = ["values.yaml", "values.schema.json", "Chart.yaml"]
+                    .iter()
+                    .any(|file| in_chart(path, file));
+                if let (true, Some(chart)) = (of_chart, &mut chart) {
                     chart.unchecked.get_or_insert(if sha256.is_empty() {
                         format!("{CATALOGUE_PATH} has no sha256 for {path}")
                     } else {
@@ -438,5 +441,46 @@ mod tests {
         let problem = verified(&wanted, b"not the file").expect_err("hash differs");
         assert!(problem.starts_with("sha256 is "), "{problem}");
         assert!(problem.contains(sha256.as_str()), "{problem}");
+    }
+
+    #[test]
+    fn fetched_files_are_verified_before_they_are_cached() {
+        use wiremock::matchers::path;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let server = runtime.block_on(MockServer::start());
+        for (at, body) in [("/good", "the file"), ("/tampered", "another file")] {
+            runtime.block_on(
+                Mock::given(path(at))
+                    .respond_with(ResponseTemplate::new(200).set_body_string(body))
+                    .mount(&server),
+            );
+        }
+        let catalogue: Catalogue = toml::from_str(CATALOGUE).expect("the catalogue parses");
+        let sha = hex(&Sha256::digest(b"the file"));
+        let wanted: Vec<Wanted> = ["good", "tampered", "absent"]
+            .into_iter()
+            .map(|name| Wanted {
+                source: &catalogue.source[0],
+                path: name,
+                sha256: &sha,
+                rel: Path::new("owner/repo@tag").join(name),
+                url: format!("{}/{name}", server.uri()),
+            })
+            .collect();
+        let cache = tempfile::tempdir().expect("temp dir");
+        let fetched = fetch(&wanted, cache.path()).expect("fetch runs");
+        assert!(matches!(&fetched[0], Fetched::Text(t) if t == "the file"));
+        assert!(matches!(&fetched[1], Fetched::WrongHash(p) if p.contains(&sha)));
+        assert!(matches!(&fetched[2], Fetched::Unreachable(why) if why.contains("404")));
+        let cached = |name: &str| cache.path().join("owner/repo@tag").join(name);
+        assert_eq!(
+            std::fs::read_to_string(cached("good")).expect("cached"),
+            "the file"
+        );
+        assert!(
+            !cached("tampered").exists(),
+            "a file with the wrong hash is not cached"
+        );
     }
 }
