@@ -20,6 +20,7 @@
 //! - [`tools`]: `kubectl kustomize`, `terraform fmt -check`, `nix-instantiate --parse`, the
 //!   DAG import test and the workflow schema check, each when its tool is installed.
 
+mod cel;
 mod crds;
 mod dags;
 mod environment;

@@ -6,7 +6,7 @@
 //! listed and `x-kubernetes-preserve-unknown-fields` is not set) and reads the Kubernetes
 //! extensions: `nullable`, `x-kubernetes-int-or-string`, `x-kubernetes-embedded-resource` and
 //! `x-kubernetes-list-type: set`. The CRD's `x-kubernetes-validations` rules are evaluated
-//! with the `cel` crate ([`cel_findings`]). `metadata` is not in a CRD's schema (the API server
+//! with the `cel` crate ([`super::cel`]). `metadata` is not in a CRD's schema (the API server
 //! validates it as an ObjectMeta): [`super::manifests`] round-trips it through k8s-openapi.
 
 use std::fmt;
@@ -391,7 +391,7 @@ impl Crds {
                 fix,
             ));
         }
-        for (path, message) in cel_findings(&crd.openapi, &instance) {
+        for (path, message) in super::cel::findings(&crd.openapi, &instance) {
             findings.push(Finding::new(
                 rel,
                 doc.line_of(&path),
@@ -421,191 +421,14 @@ pub fn did_you_mean(path: &[Seg], allowed: &[String], whose: &str) -> String {
         Some((distance, name)) if distance <= 3.max(field.len() / 3) => {
             format!("did you mean `{name}`? ({whose})")
         }
+        _ if allowed.len() > 12 => format!(
+            "{whose} allows here: {}, … ({} in all)",
+            allowed[..12].join(", "),
+            allowed.len()
+        ),
         _ => format!("{whose} allows here: {}", allowed.join(", ")),
     }
 }
 
-/// Evaluates the `x-kubernetes-validations` rules of `schema` on `instance`, everywhere
-/// the instance has a value: `(path, message)` of every rule that evaluates to false.
-///
-/// Transition rules (those that read `oldSelf`) are skipped: the API server runs them only
-/// on updates. A rule the interpreter cannot evaluate (a Kubernetes CEL library function
-/// the `cel` crate lacks, such as `quantity()` or `isURL()`) is skipped too: the API
-/// server still enforces it, and a lint that guessed would report false errors.
-pub fn cel_findings(schema: &Value, instance: &Value) -> Vec<(Vec<Seg>, String)> {
-    let mut out = Vec::new();
-    walk_cel(schema, instance, &mut Vec::new(), &mut out);
-    out
-}
-
-fn walk_cel(schema: &Value, value: &Value, path: &mut Vec<Seg>, out: &mut Vec<(Vec<Seg>, String)>) {
-    for rule in schema["x-kubernetes-validations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let Some(expression) = rule["rule"].as_str() else {
-            continue;
-        };
-        if expression.contains("oldSelf") || evaluate(expression, value) != Some(false) {
-            continue;
-        }
-        let message = rule["message"]
-            .as_str()
-            .map_or_else(|| format!("fails the rule `{expression}`"), str::to_string);
-        let mut at = path.clone();
-        if let Some(field) = rule["fieldPath"].as_str() {
-            at.extend(
-                field
-                    .trim_start_matches('.')
-                    .split('.')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Seg::Key(s.to_string())),
-            );
-        }
-        out.push((at, message));
-    }
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                let child_schema = schema["properties"]
-                    .get(key)
-                    .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()));
-                if let Some(child_schema) = child_schema {
-                    path.push(Seg::Key(key.clone()));
-                    walk_cel(child_schema, child, path, out);
-                    path.pop();
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    walk_cel(item_schema, item, path, out);
-                    path.pop();
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The boolean result of `expression` with `self` bound to `value`, if it has one.
-fn evaluate(expression: &str, value: &Value) -> Option<bool> {
-    let program = cel::Program::compile(expression).ok()?;
-    let mut context = cel::Context::default();
-    context.add_variable("self", value).ok()?;
-    match program.execute(&context) {
-        Ok(cel::Value::Bool(result)) => Some(result),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pruned_fields_nullable_and_int_or_string_follow_kubernetes() {
-        let openapi = json!({
-            "type": "object",
-            "properties": {
-                "spec": {
-                    "type": "object",
-                    "properties": {
-                        "port": {"x-kubernetes-int-or-string": true},
-                        "note": {"type": "string", "nullable": true},
-                        "config": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                },
-            },
-        });
-        let schema = JsonSchema::compile(
-            structural_to_json_schema(&openapi, false),
-            "test",
-            Some(jsonschema::Draft::Draft202012),
-        )
-        .expect("compiles");
-        let ok = json!({"spec": {"port": "http", "note": null, "config": {"any": 1}, "labels": {"a": "b"}}});
-        assert_eq!(schema.violations(&ok), []);
-        assert_eq!(schema.violations(&json!({"spec": {"port": 8080}})), []);
-        let bad = schema.violations(&json!({"spec": {"prot": 1}}));
-        assert_eq!(bad.len(), 1, "{bad:?}");
-        assert_eq!(path_string(&bad[0].path), "spec.prot");
-        assert_eq!(bad[0].allowed, ["config", "labels", "note", "port"]);
-    }
-
-    /// Every CEL rule of the pinned CRDs parses: a rule the interpreter cannot even parse
-    /// would be skipped silently on every resource.
-    #[test]
-    fn every_cel_rule_of_the_pinned_crds_parses() {
-        let upstream = super::super::upstream::shared().expect("the upstream files load");
-        if !upstream.complete() {
-            eprintln!("SKIPPED: the upstream files are not in reach");
-            return;
-        }
-        let mut rules = Vec::new();
-        for version in &upstream.crds.versions {
-            collect_rules(&version.openapi, &mut rules);
-        }
-        let unparsed: Vec<&String> = rules
-            .iter()
-            .filter(|rule| cel::Program::compile(rule).is_err())
-            .collect();
-        assert!(rules.len() > 20, "{rules:?}");
-        assert_eq!(unparsed, Vec::<&String>::new());
-    }
-
-    fn collect_rules(schema: &Value, out: &mut Vec<String>) {
-        match schema {
-            Value::Object(map) => {
-                for rule in map
-                    .get("x-kubernetes-validations")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    out.extend(rule["rule"].as_str().map(str::to_string));
-                }
-                map.values().for_each(|v| collect_rules(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| collect_rules(v, out)),
-            _ => {}
-        }
-    }
-
-    #[test]
-    fn cel_rules_are_evaluated_and_transition_rules_skipped() {
-        let openapi = json!({
-            "type": "object",
-            "properties": {"spec": {
-                "type": "object",
-                "x-kubernetes-validations": [
-                    {"rule": "!(has(self.a) && has(self.b))", "message": "a and b are mutually exclusive"},
-                    {"rule": "self == oldSelf", "message": "immutable"},
-                ],
-                "properties": {"replicas": {
-                    "type": "integer",
-                    "x-kubernetes-validations": [{"rule": "self > 0"}],
-                }},
-            }},
-        });
-        assert_eq!(
-            cel_findings(&openapi, &json!({"spec": {"replicas": 0}})),
-            [(
-                vec![Seg::Key("spec".into()), Seg::Key("replicas".into())],
-                "fails the rule `self > 0`".to_string()
-            )]
-        );
-        assert_eq!(cel_findings(&openapi, &json!({"spec": {"a": 1}})), []);
-        assert_eq!(
-            cel_findings(&openapi, &json!({"spec": {"a": 1, "b": 2}})),
-            [(
-                vec![Seg::Key("spec".into())],
-                "a and b are mutually exclusive".to_string()
-            )]
-        );
-    }
-}
+mod tests;
