@@ -39,11 +39,13 @@
         terraform = pkgs.writeShellScriptBin "terraform" ''exec ${pkgs.opentofu}/bin/tofu "$@"'';
 
         # What the crates read at build time: sources, migrations (sqlx::migrate!), the
-        # services' JSON test fixtures (include_str!) and the xtask's fixtures and snapshots.
+        # services' JSON test fixtures (include_str!), the xtask's fixtures and snapshots, and
+        # the catalogue of upstream schemas the lint compiles in (include_str!).
         src = lib.fileset.toSource {
           root = ./.;
           fileset = lib.fileset.unions [
             (craneLib.fileset.commonCargoSources ./.)
+            ./infrastructure/upstream.toml
             ./services/processor/migrations
             (lib.fileset.fileFilter (file: file.hasExt "json") ./services)
             ./xtask/fixtures

@@ -3,17 +3,24 @@
 //! Built-in kinds are deserialized into the `k8s-openapi` type of their apiVersion/kind and
 //! serialized back. k8s-openapi ignores fields it does not know, so a field that is in the
 //! file but not in the round trip is one the API server would drop too: a typo or a wrong
-//! indentation. Custom resources go through the `deny_unknown_fields` structs of
-//! [`super::crds`] instead.
+//! indentation. Custom resources are validated against the CRD of their apiVersion
+//! ([`super::schema`]), with their `metadata` round-tripped through k8s-openapi's
+//! `ObjectMeta` the same way; the k3d config against k3d's JSON schema; a kustomization
+//! against the struct of [`super::crds`].
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::{apps, autoscaling, batch, core, networking, policy, rbac};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use super::Finding;
 use super::crds;
+use super::schema::to_json;
+use super::upstream::{CATALOGUE_PATH, Upstream};
 use super::yaml::{Doc, Seg, YamlFile, path_string};
 
 macro_rules! builtins {
@@ -71,8 +78,14 @@ fn roundtrip<T: DeserializeOwned + Serialize>(text: &str) -> Result<Value, serde
     serde_yaml::to_value(&typed)
 }
 
-/// Schema findings of one document.
-pub fn check(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
+/// Schema findings of one document; kinds whose upstream schema is not in reach go to
+/// `unchecked`.
+pub fn check(
+    file: &YamlFile,
+    doc: &Doc,
+    upstream: &Upstream,
+    unchecked: &mut BTreeSet<String>,
+) -> Vec<Finding> {
     let rel = &file.rel;
     let Some((api_version, kind)) = doc.type_meta() else {
         return vec![Finding::new(
@@ -84,20 +97,7 @@ pub fn check(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
     };
     if let Some(result) = builtin_roundtrip(api_version, kind, &doc.text) {
         return match result {
-            Ok(back) => {
-                let mut lost = Vec::new();
-                diff(&doc.value, &back, &mut Vec::new(), &mut lost);
-                lost.into_iter()
-                    .map(|(path, what)| {
-                        Finding::new(
-                            rel,
-                            doc.line_of(&path),
-                            format!("{kind} {}: field `{}` {what}", doc.name(), path_string(&path)),
-                            "check the spelling and the indentation against the Kubernetes API reference",
-                        )
-                    })
-                    .collect()
-            }
+            Ok(back) => lost_fields(rel, doc, kind, &doc.value, &back, Vec::new()),
             Err(error) => vec![type_error(rel, doc, kind, &error)],
         };
     }
@@ -107,25 +107,118 @@ pub fn check(file: &YamlFile, doc: &Doc) -> Vec<Finding> {
             Err(error) => vec![type_error(rel, doc, kind, &error)],
         };
     }
-    let served: Vec<&str> = builtin_api_versions(kind)
+    if let Some(mut findings) = upstream.crds.check(file, doc) {
+        findings.extend(metadata(rel, doc, kind));
+        return findings;
+    }
+    if let Some((_, _, schema)) = upstream
+        .schemas
+        .iter()
+        .find(|(av, k, _)| av == api_version && k == kind)
+    {
+        return schema
+            .violations(&to_json(&doc.value))
+            .into_iter()
+            .map(|violation| {
+                let at = path_string(&violation.path);
+                let message = if violation.allowed.is_empty() {
+                    format!("{kind} {}: `{at}`: {}", doc.name(), violation.message)
+                } else {
+                    format!("{kind} {}: unknown field `{at}`", doc.name())
+                };
+                Finding::new(
+                    rel,
+                    doc.line_of(&violation.path),
+                    message,
+                    super::schema::did_you_mean(
+                        &violation.path,
+                        &violation.allowed,
+                        &format!("k3d's JSON schema of {api_version} {kind}"),
+                    ),
+                )
+            })
+            .collect();
+    }
+    let served: Vec<String> = builtin_api_versions(kind)
         .into_iter()
-        .chain(crds::api_version_of(kind))
+        .map(str::to_string)
+        .chain(upstream.crds.api_versions(kind))
+        .chain(crds::api_version_of(kind).map(str::to_string))
+        .chain(
+            upstream
+                .schemas
+                .iter()
+                .filter(|(_, k, _)| k == kind)
+                .map(|(av, _, _)| av.clone()),
+        )
         .collect();
     let line = doc.line_of(&[Seg::Key("apiVersion".into())]);
-    if served.is_empty() {
-        vec![Finding::new(
-            rel,
-            line,
-            format!("no schema for {api_version} {kind}"),
-            "use a kind the lint knows, or add it to xtask/src/lint/manifests.rs (built-in) or xtask/src/lint/crds/ (custom resource)",
-        )]
-    } else {
-        vec![Finding::new(
+    if !served.is_empty() {
+        return vec![Finding::new(
             rel,
             line,
             format!("wrong apiVersion `{api_version}` for {kind}"),
-            format!("use `apiVersion: {}`", served.join("` or `")),
-        )]
+            format!("use `apiVersion: {}`", served[0]),
+        )];
+    }
+    if !upstream.complete() {
+        // Its CRD may be among the files that could not be had.
+        unchecked.insert(format!("{api_version} {kind}: no schema in reach"));
+        return Vec::new();
+    }
+    vec![Finding::new(
+        rel,
+        line,
+        format!("no schema for {api_version} {kind}"),
+        format!(
+            "use a kind the lint knows, or add its CRD to {CATALOGUE_PATH} (custom resource) or xtask/src/lint/manifests.rs (built-in)"
+        ),
+    )]
+}
+
+/// Findings for the fields of `orig` that the round trip `back` lost, under `prefix`.
+fn lost_fields(
+    rel: &std::path::Path,
+    doc: &Doc,
+    kind: &str,
+    orig: &Value,
+    back: &Value,
+    prefix: Vec<Seg>,
+) -> Vec<Finding> {
+    let mut lost = Vec::new();
+    diff(orig, back, &mut prefix.clone(), &mut lost);
+    lost.into_iter()
+        .map(|(path, what)| {
+            Finding::new(
+                rel,
+                doc.line_of(&path),
+                format!(
+                    "{kind} {}: field `{}` {what}",
+                    doc.name(),
+                    path_string(&path)
+                ),
+                "check the spelling and the indentation against the Kubernetes API reference",
+            )
+        })
+        .collect()
+}
+
+/// A custom resource's `metadata`, round-tripped through k8s-openapi's ObjectMeta.
+fn metadata(rel: &std::path::Path, doc: &Doc, kind: &str) -> Vec<Finding> {
+    let Some(meta) = doc.value.get("metadata") else {
+        return Vec::new();
+    };
+    let path = vec![Seg::Key("metadata".into())];
+    let back = serde_yaml::from_value::<ObjectMeta>(meta.clone())
+        .and_then(|typed| serde_yaml::to_value(&typed));
+    match back {
+        Ok(back) => lost_fields(rel, doc, kind, meta, &back, path),
+        Err(error) => vec![Finding::new(
+            rel,
+            doc.line_of(&path),
+            format!("{kind} {}: metadata: {error}", doc.name()),
+            "metadata is an ObjectMeta: name, namespace, labels and annotations (string values), finalizers",
+        )],
     }
 }
 

@@ -5,8 +5,12 @@
 //! fix; the command exits non-zero when there is any.
 //!
 //! - [`manifests`]: every YAML document parses; built-in kinds round-trip through the
-//!   `k8s-openapi` type of their apiVersion/kind without losing a field; the custom
-//!   resources we use deserialize into the typed structs of [`crds`].
+//!   `k8s-openapi` type of their apiVersion/kind without losing a field; custom resources
+//!   are valid against the `openAPIV3Schema` (and CEL rules) of their CRD ([`schema`]).
+//! - [`helm`]: the Helm values of Argo CD Applications and Terraform `helm_release`s set
+//!   only keys their chart has, and satisfy its `values.schema.json`.
+//! - [`upstream`]: those CRDs, chart values and schemas, at the versions pinned in
+//!   `infrastructure/upstream.toml`, from a mirror, the cache or the network.
 //! - [`policy`]: pinned images and chart versions (our own `flightdeck/<service>` images
 //!   stay untagged: `cargo xtask up` writes the build's digest tag into what it deploys),
 //!   Argo CD conventions (sync waves, automated prune + selfHeal, `CreateNamespace=true`),
@@ -20,22 +24,27 @@
 //!   DAG import test and the workflow schema check. A missing tool skips its check loudly
 //!   (and `cargo xtask ci` lists it); under `CI=true` it fails, naming the install command.
 
+mod cel;
 mod crds;
 mod dags;
 mod environment;
+mod helm;
 mod manifests;
 mod policy;
+mod schema;
 mod secrets;
 mod security;
 mod source;
 mod terraform;
 mod tools;
+mod upstream;
 mod venv;
 mod yaml;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -66,9 +75,18 @@ impl Lint {
             let changed = source::fix(&root, &yaml::load_tree(&root)?)?;
             println!("lint: wrote the source setting into {changed} place(s)");
         }
-        let mut findings = lint_tree(&root)?;
+        let Report {
+            mut findings,
+            unchecked,
+        } = lint_report(&root)?;
         if !self.offline_only {
             findings.extend(tools::run_all(sh, &root, !self.skip_dags)?);
+        }
+        if !unchecked.is_empty() {
+            eprintln!(
+                "lint: not checked, no upstream files in reach:\n  {}",
+                unchecked.into_iter().collect::<Vec<_>>().join("\n  ")
+            );
         }
         if findings.is_empty() {
             println!("lint: infrastructure/ and dags/ are clean");
@@ -124,18 +142,39 @@ impl fmt::Display for Finding {
     }
 }
 
+/// What the checks built into the xtask found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The problems.
+    pub findings: Vec<Finding>,
+    /// What could not be checked for want of its upstream files: `chart airflow 1.20.0: …`.
+    pub unchecked: BTreeSet<String>,
+}
+
 /// Every check that needs no external tool, on the tree rooted at `root`.
+#[cfg(test)]
 pub fn lint_tree(root: &Path) -> anyhow::Result<Vec<Finding>> {
+    lint_report(root).map(|report| report.findings)
+}
+
+/// [`lint_tree`], with what it could not check.
+pub fn lint_report(root: &Path) -> anyhow::Result<Report> {
+    let upstream = upstream::shared()?;
     let files = yaml::load_tree(root)?;
     let mut findings = Vec::new();
+    let mut unchecked = BTreeSet::new();
     for file in &files {
         findings.extend(file.parse_errors.iter().cloned());
         for doc in &file.docs {
-            findings.extend(manifests::check(file, doc));
+            findings.extend(manifests::check(file, doc, upstream, &mut unchecked));
             findings.extend(policy::check_document(file, doc));
             findings.extend(secrets::check_document(file, doc));
+            if doc.type_meta() == Some(("argoproj.io/v1alpha1", "Application")) {
+                helm::check_application(upstream, file, doc, &mut findings, &mut unchecked);
+            }
         }
     }
+    helm::check_terraform(upstream, root, &mut findings, &mut unchecked)?;
     findings.extend(policy::check_tree(&files));
     findings.extend(source::check(root, &files));
     findings.extend(terraform::check(root)?);
@@ -143,7 +182,10 @@ pub fn lint_tree(root: &Path) -> anyhow::Result<Vec<Finding>> {
     findings.extend(environment::check(root)?);
     findings.sort();
     findings.dedup();
-    Ok(findings)
+    Ok(Report {
+        findings,
+        unchecked,
+    })
 }
 
 /// Every file under `dir` (recursively) whose name ends with one of `extensions`,

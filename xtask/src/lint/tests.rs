@@ -21,6 +21,18 @@ fn findings_of(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether the upstream files of infrastructure/upstream.toml are in reach. Under `CI=true`
+/// loading them fails when they are not; elsewhere the test says loudly that it skips.
+fn upstream_in_reach(test: &str) -> bool {
+    let upstream = super::upstream::shared().expect("the upstream files load");
+    if !upstream.complete() {
+        eprintln!(
+            "{test}: SKIPPED, the upstream files are not in reach: set FLIGHTDECK_UPSTREAM_DIR to a mirror (see above)"
+        );
+    }
+    upstream.complete()
+}
+
 fn assert_has(findings: &[String], expected: &str) {
     assert!(
         findings.iter().any(|f| f.starts_with(expected)),
@@ -72,6 +84,9 @@ fn unpinned_images_and_chart_versions_are_reported() {
 
 #[test]
 fn a_wrong_api_version_names_the_right_one() {
+    if !upstream_in_reach("a_wrong_api_version_names_the_right_one") {
+        return;
+    }
     let findings = findings_of(&fixture("wrong-api-version"));
     assert_has(
         &findings,
@@ -111,25 +126,79 @@ fn an_application_without_sync_wave_or_self_heal_is_reported() {
 
 #[test]
 fn custom_resources_deny_unknown_fields_and_values() {
+    if !upstream_in_reach("custom_resources_deny_unknown_fields_and_values") {
+        return;
+    }
     let findings = findings_of(&fixture("crd-unknown-field"));
     let file = "infrastructure/k8s/data.yaml";
-    assert_has(
-        &findings,
-        &format!("{file}:8: KafkaTopic flights: spec: unknown field `partition`, expected one of"),
+    assert_eq!(
+        findings,
+        [
+            format!(
+                "{file}:8: KafkaTopic flights: unknown field `spec.partition` (the API server prunes it)"
+            ),
+            format!(
+                "{file}:25: Cluster pg: unknown field `spec.bootstrap.initdb.secret.key` (the API server prunes it)"
+            ),
+            format!(
+                "{file}:37: KafkaNodePool pool: `spec.roles[1]`: \"brokers\" is not one of \"controller\" or \"broker\""
+            ),
+        ]
     );
-    assert_has(
-        &findings,
-        &format!(
-            "{file}:25: Cluster pg: spec.bootstrap.initdb.secret: unknown field `key`, expected `name`"
-        ),
+}
+
+/// Each of these the old hand-written structs let through: they kept these parts
+/// free-form, or typed them as any string or number.
+#[test]
+fn custom_resources_are_checked_against_the_schema_and_rules_of_their_crds() {
+    if !upstream_in_reach("custom_resources_are_checked_against_the_schema_and_rules_of_their_crds")
+    {
+        return;
+    }
+    let root = fixture("crd-schema");
+    let report = super::lint_report(&root).expect("lint runs");
+    let lines: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}: {}\n    fix: {}",
+                f.file.display(),
+                f.line,
+                f.message,
+                f.fix
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+    assert!(report.unchecked.is_empty(), "{:?}", report.unchecked);
+}
+
+#[test]
+fn helm_values_are_checked_against_their_charts() {
+    if !upstream_in_reach("helm_values_are_checked_against_their_charts") {
+        return;
+    }
+    let root = fixture("helm-values");
+    let report = super::lint_report(&root).expect("lint runs");
+    let lines: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}: {}\n    fix: {}",
+                f.file.display(),
+                f.line,
+                f.message,
+                f.fix
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+    assert_eq!(
+        report.unchecked.into_iter().collect::<Vec<_>>(),
+        ["chart example 1.0.0: not in infrastructure/upstream.toml"]
     );
-    assert_has(
-        &findings,
-        &format!(
-            "{file}:37: KafkaNodePool pool: spec.roles[1]: unknown variant `brokers`, expected `controller` or `broker`"
-        ),
-    );
-    assert_eq!(findings.len(), 3, "{findings:#?}");
 }
 
 #[test]
