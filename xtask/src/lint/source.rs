@@ -1,7 +1,7 @@
 //! Every git source agrees with the one setting, `infrastructure/source.yaml`
 //! ([`crate::cluster::source`]): the app of apps, every Application synced from git
-//! (a source without `chart`) and Airflow's DAG git-sync (`dags.gitSync` in a Helm
-//! source's `valuesObject`) name its `repoURL` and `targetRevision`.
+//! (a source without `chart`) and Airflow's DAG git-sync (`dags.gitSync.repo`, `branch`
+//! and `ref` in a Helm source's `valuesObject`) name its `repoURL` and `targetRevision`.
 //! `cargo xtask lint --fix-source` writes the setting into each of them.
 
 use std::collections::BTreeMap;
@@ -78,9 +78,11 @@ fn places(file: &YamlFile, doc: &Doc, source: &Source, out: &mut Vec<Place>) {
         }
         let mut base = path.clone();
         base.extend(["helm", "valuesObject", "dags", "gitSync"].map(key));
+        // NB: git-sync v4 (the chart's) reads `ref`; `branch` is v3's name for it.
         for (field, wanted) in [
             ("repo", &source.repo_url),
             ("branch", &source.target_revision),
+            ("ref", &source.target_revision),
         ] {
             let mut at = base.clone();
             at.push(key(field));
@@ -189,7 +191,7 @@ mod tests {
 
     const ROOT_APP: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: flightdeck-root\n  namespace: argocd\nspec:\n  project: default\n  source:\n    repoURL: git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git\n    targetRevision: deploy\n    path: infrastructure/k8s/apps\n";
     const CHILD: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: kafka\nspec:\n  source:\n    repoURL: https://github.com/someone/flightdeck.git\n    targetRevision: main\n    path: infrastructure/k8s/kafka\n";
-    const AIRFLOW: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: airflow\nspec:\n  source:\n    repoURL: https://airflow.apache.org\n    chart: airflow\n    targetRevision: 1.20.0\n    helm:\n      valuesObject:\n        dags:\n          gitSync:\n            enabled: true\n            repo: https://github.com/someone/flightdeck.git  # DAGs\n            branch: deploy\n";
+    const AIRFLOW: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: airflow\nspec:\n  source:\n    repoURL: https://airflow.apache.org\n    chart: airflow\n    targetRevision: 1.20.0\n    helm:\n      valuesObject:\n        dags:\n          gitSync:\n            enabled: true\n            repo: https://github.com/someone/flightdeck.git  # DAGs\n            branch: deploy\n            ref: main\n";
 
     fn tree() -> tempfile::TempDir {
         let root = tempfile::tempdir().expect("a directory");
@@ -224,6 +226,7 @@ mod tests {
             findings(root.path()),
             [
                 "infrastructure/k8s/apps/airflow.yaml:15: Application airflow: the DAG git-sync's repo is `https://github.com/someone/flightdeck.git`, the source setting (infrastructure/source.yaml) says `git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git`",
+                "infrastructure/k8s/apps/airflow.yaml:17: Application airflow: the DAG git-sync's ref is `main`, the source setting (infrastructure/source.yaml) says `deploy`",
                 "infrastructure/k8s/apps/kafka.yaml:7: Application kafka: repoURL is `https://github.com/someone/flightdeck.git`, the source setting (infrastructure/source.yaml) says `git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git`",
                 "infrastructure/k8s/apps/kafka.yaml:8: Application kafka: targetRevision is `main`, the source setting (infrastructure/source.yaml) says `deploy`",
             ]
@@ -234,13 +237,13 @@ mod tests {
     fn fix_source_writes_the_setting_everywhere_and_then_the_tree_agrees() {
         let root = tree();
         let files = super::super::yaml::load_tree(root.path()).expect("YAML");
-        assert_eq!(fix(root.path(), &files).expect("fixed"), 3);
+        assert_eq!(fix(root.path(), &files).expect("fixed"), 4);
         assert_eq!(findings(root.path()), Vec::<String>::new());
         let airflow =
             std::fs::read_to_string(root.path().join("infrastructure/k8s/apps/airflow.yaml"))
                 .expect("read");
         assert!(
-            airflow.contains("            repo: git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git # DAGs\n            branch: deploy\n"),
+            airflow.contains("            repo: git://flightdeck-git.argocd.svc.cluster.local/flightdeck.git # DAGs\n            branch: deploy\n            ref: deploy\n"),
             "{airflow}"
         );
         // Pointing the one setting elsewhere moves every source with it.
@@ -250,7 +253,7 @@ mod tests {
         )
         .expect("write");
         let files = super::super::yaml::load_tree(root.path()).expect("YAML");
-        assert_eq!(fix(root.path(), &files).expect("fixed"), 6);
+        assert_eq!(fix(root.path(), &files).expect("fixed"), 7);
         assert_eq!(findings(root.path()), Vec::<String>::new());
     }
 
