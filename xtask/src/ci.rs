@@ -28,6 +28,7 @@ impl Ci {
         crate::e2e::E2e {
             fixtures: Vec::new(),
             cluster: None,
+            no_dashboard: false,
         }
         .run(sh)?;
         eprintln!("ci: every step passed");
