@@ -15,12 +15,15 @@
 //!   schema), the devcontainer, `flake.lock`, `.envrc` and the k3s image.
 //! - [`tools`]: `kubectl kustomize`, `terraform fmt -check`, `nix-instantiate --parse`, the
 //!   DAG import test and the workflow schema check, each when its tool is installed.
+//! - [`promtool`]: the alerting rules through `promtool check rules` and their unit tests
+//!   through `promtool test rules` (skipped loudly without promtool; fails under `CI=true`).
 
 mod crds;
 mod dags;
 mod environment;
 mod manifests;
 mod policy;
+mod promtool;
 mod secrets;
 mod security;
 mod terraform;
@@ -56,6 +59,7 @@ impl Lint {
         let mut findings = lint_tree(&root)?;
         if !self.offline_only {
             findings.extend(tools::run_all(sh, &root, !self.skip_dags)?);
+            findings.extend(promtool::run(sh, &root)?);
         }
         if findings.is_empty() {
             println!("lint: infrastructure/ and dags/ are clean");
