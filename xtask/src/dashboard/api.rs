@@ -95,7 +95,8 @@ impl Api {
                     .send()
                     .await
                     .context("GET the CSRF token")?;
-                let cookie = session_cookie(&response).context("no session cookie with the CSRF token")?;
+                let cookie =
+                    session_cookie(&response).context("no session cookie with the CSRF token")?;
                 let csrf: Value = response.json().await.context("read the CSRF token")?;
                 let csrf = csrf["result"].as_str().context("CSRF token")?.to_owned();
                 let response = self
@@ -136,7 +137,10 @@ impl Api {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if let Some(error) = body.pointer("/errors/0/message") {
-            bail!("Superset answered {status}: {}", error.as_str().unwrap_or_default());
+            bail!(
+                "Superset answered {status}: {}",
+                error.as_str().unwrap_or_default()
+            );
         }
         if !status.is_success() {
             bail!("Superset answered {status}: {body}");
@@ -160,7 +164,9 @@ impl Api {
 
     /// The charts on the dashboard `slug`.
     pub async fn dashboard_charts(&self, slug: &str) -> anyhow::Result<Vec<DashboardChart>> {
-        let (status, body) = self.get(&format!("/api/v1/dashboard/{slug}/charts")).await?;
+        let (status, body) = self
+            .get(&format!("/api/v1/dashboard/{slug}/charts"))
+            .await?;
         if !status.is_success() {
             bail!("Superset has no dashboard {slug:?} ({status}): {body}");
         }
@@ -177,7 +183,10 @@ impl Api {
             let message = body
                 .get("message")
                 .or_else(|| body.pointer("/errors/0/message"))
-                .map_or_else(|| body.to_string(), |m| m.as_str().map_or(m.to_string(), str::to_owned));
+                .map_or_else(
+                    || body.to_string(),
+                    |m| m.as_str().map_or(m.to_string(), str::to_owned),
+                );
             bail!("Superset answered {status}: {message}");
         }
         serde_json::from_value(body["result"].clone()).context("read the chart's data")

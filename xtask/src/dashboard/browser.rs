@@ -81,7 +81,8 @@ fn chromium() -> Option<PathBuf> {
     if debian.is_file() {
         return Some(debian.to_owned());
     }
-    localstack::tools::on_path("chromium").or_else(|| localstack::tools::on_path("chromium-browser"))
+    localstack::tools::on_path("chromium")
+        .or_else(|| localstack::tools::on_path("chromium-browser"))
 }
 
 /// Logs in as `user`, opens `dashboard_url`, waits for every chart and saves `screenshot`.
@@ -104,15 +105,20 @@ pub async fn check(
         }
         return Ok(Outcome::Skipped(why));
     };
-    let dir = screenshot.parent().context("screenshot path has a parent")?;
+    let dir = screenshot
+        .parent()
+        .context("screenshot path has a parent")?;
     std::fs::create_dir_all(dir)?;
     let port = localstack::free_port()?;
     let mut cmd = Command::new(&driver);
     cmd.arg(format!("--port={port}"));
     let mut chromedriver = Managed::spawn("chromedriver", cmd, &dir.join("chromedriver.log"))?;
-    wait_until(&mut chromedriver, "chromedriver", Duration::from_secs(20), || {
-        localstack::port_open(port)
-    })?;
+    wait_until(
+        &mut chromedriver,
+        "chromedriver",
+        Duration::from_secs(20),
+        || localstack::port_open(port),
+    )?;
     let profile = tempfile::tempdir().context("create a browser profile directory")?;
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".into(), "chrome".into());
@@ -134,7 +140,17 @@ pub async fn check(
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .with_context(|| format!("start {} through chromedriver", chromium.display()))?;
-    let result = drive(&client, base_url, dashboard_url, user, password, expected, nonempty, screenshot).await;
+    let result = drive(
+        &client,
+        base_url,
+        dashboard_url,
+        user,
+        password,
+        expected,
+        nonempty,
+        screenshot,
+    )
+    .await;
     client.close().await.ok();
     chromedriver.stop();
     result
@@ -204,7 +220,10 @@ async fn drive(
             );
         }
         let settled = state.charts.len() >= expected.len()
-            && state.charts.iter().all(|c| !c.loading && (c.drawn || c.empty));
+            && state
+                .charts
+                .iter()
+                .all(|c| !c.loading && (c.drawn || c.empty));
         if settled {
             break state;
         }
@@ -229,7 +248,11 @@ async fn drive(
         }
     }
     for title in nonempty {
-        if state.charts.iter().any(|c| c.title == *title && (c.empty || !c.drawn)) {
+        if state
+            .charts
+            .iter()
+            .any(|c| c.title == *title && (c.empty || !c.drawn))
+        {
             bail!(
                 "the chart {title:?} is empty in the browser (screenshot {})",
                 screenshot.display()

@@ -81,7 +81,6 @@ const EXPECTED: &[Expected] = &[
     },
 ];
 
-
 /// One row as compared: numbers as `f64`, so `3` from JSON equals `3.0` from SQL.
 type Row = Vec<Cell>;
 
@@ -96,7 +95,9 @@ enum Cell {
 fn cell(value: &Value) -> Cell {
     match value {
         Value::Null => Cell::Null,
-        Value::Number(n) => n.as_f64().map_or_else(|| Cell::Other(n.to_string()), Cell::Number),
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(|| Cell::Other(n.to_string()), Cell::Number),
         Value::String(s) => Cell::Text(s.clone()),
         other => Cell::Other(other.to_string()),
     }
@@ -112,7 +113,11 @@ pub type Checked = BTreeMap<String, usize>;
 
 /// Compares every chart of the dashboard with PostgreSQL; fails naming each chart whose
 /// data differs or that Superset could not compute.
-pub async fn charts_equal_sql(api: &Api, export: &Export, pool: &PgPool) -> anyhow::Result<Checked> {
+pub async fn charts_equal_sql(
+    api: &Api,
+    export: &Export,
+    pool: &PgPool,
+) -> anyhow::Result<Checked> {
     let on_dashboard = api.dashboard_charts(SLUG).await?;
     let mut failures = Vec::new();
     let mut checked = Checked::new();
@@ -126,8 +131,15 @@ pub async fn charts_equal_sql(api: &Api, export: &Export, pool: &PgPool) -> anyh
             ));
             continue;
         };
-        let Some(id) = on_dashboard.iter().find(|c| &c.slice_name == name).map(|c| c.id) else {
-            failures.push(format!("chart {name:?} ({}) is not on the dashboard", chart.key));
+        let Some(id) = on_dashboard
+            .iter()
+            .find(|c| &c.slice_name == name)
+            .map(|c| c.id)
+        else {
+            failures.push(format!(
+                "chart {name:?} ({}) is not on the dashboard",
+                chart.key
+            ));
             continue;
         };
         match compare(api, id, expected, pool).await {
@@ -175,8 +187,13 @@ async fn deck_positions(api: &Api, id: i64) -> anyhow::Result<Vec<Row>> {
     features
         .iter()
         .map(|f| {
-            let position = f["position"].as_array().context("a feature without a position")?;
-            ensure!(position.len() == 2, "position {position:?} is not [longitude, latitude]");
+            let position = f["position"]
+                .as_array()
+                .context("a feature without a position")?;
+            ensure!(
+                position.len() == 2,
+                "position {position:?} is not [longitude, latitude]"
+            );
             Ok(vec![cell(&position[1]), cell(&position[0])])
         })
         .collect::<anyhow::Result<Vec<Row>>>()
@@ -185,7 +202,9 @@ async fn deck_positions(api: &Api, id: i64) -> anyhow::Result<Vec<Row>> {
 
 async fn query_context_rows(api: &Api, id: i64, expected: &Expected) -> anyhow::Result<Vec<Row>> {
     let results = api.chart_data(id).await?;
-    let result: &QueryResult = results.first().context("Superset returned no query result")?;
+    let result: &QueryResult = results
+        .first()
+        .context("Superset returned no query result")?;
     if let Some(error) = &result.error {
         bail!("Superset could not compute it: {error}");
     }
@@ -230,7 +249,10 @@ async fn sql_rows(pool: &PgPool, expected: &Expected) -> anyhow::Result<Vec<Row>
                         "TEXT" => row
                             .try_get::<Option<String>, _>(i)?
                             .map_or(Cell::Null, Cell::Text),
-                        other => bail!("column {} of type {other}: cast it to float8 or text", column.name()),
+                        other => bail!(
+                            "column {} of type {other}: cast it to float8 or text",
+                            column.name()
+                        ),
                     })
                 })
                 .collect()
@@ -245,11 +267,21 @@ mod tests {
     #[test]
     fn every_chart_of_the_export_has_its_sql() {
         let export = Export::read(&crate::project_root()).expect("export");
-        let keys: Vec<String> = export.charts().expect("charts").into_iter().map(|c| c.key).collect();
+        let keys: Vec<String> = export
+            .charts()
+            .expect("charts")
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
         let mut with_sql: Vec<&str> = EXPECTED.iter().map(|e| e.key).collect();
         with_sql.sort_unstable();
         assert_eq!(keys, with_sql);
-        assert!(EXPECTED.iter().take(2).all(|e| e.sql.contains("- interval '1 hour'")));
+        assert!(
+            EXPECTED
+                .iter()
+                .take(2)
+                .all(|e| e.sql.contains("- interval '1 hour'"))
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ impl Export {
             }
         }
         if !map.data.contains_key(IMPORTER) {
-            bail!("{}: the key {IMPORTER} (the importer) is missing", path.display());
+            bail!(
+                "{}: the key {IMPORTER} (the importer) is missing",
+                path.display()
+            );
         }
         Ok(Self {
             path: path.to_owned(),
@@ -107,7 +110,8 @@ impl Export {
             .and_then(serde_yaml::Value::as_sequence_mut)
             .with_context(|| format!("{dataset} has no columns"))?;
         let before = columns.len();
-        columns.retain(|c| c.get("column_name").and_then(serde_yaml::Value::as_str) != Some(column));
+        columns
+            .retain(|c| c.get("column_name").and_then(serde_yaml::Value::as_str) != Some(column));
         if columns.len() == before {
             bail!("{dataset} has no column {column}");
         }
@@ -172,7 +176,10 @@ mod tests {
         let error = Export::parse(Path::new("export.yaml"), text)
             .expect_err("broken YAML")
             .to_string();
-        assert!(error.starts_with("export.yaml: key charts__a.yaml: not YAML"), "{error}");
+        assert!(
+            error.starts_with("export.yaml: key charts__a.yaml: not YAML"),
+            "{error}"
+        );
     }
 
     #[test]

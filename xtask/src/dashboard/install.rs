@@ -71,13 +71,19 @@ fn cache_root() -> anyhow::Result<PathBuf> {
 /// The installed Superset, installing it first when needed (minutes, with progress).
 pub fn ensure(root: &Path) -> anyhow::Result<Installed> {
     let requirements = root.join(REQUIREMENTS);
-    let text = std::fs::read(&requirements)
-        .with_context(|| format!("read {}", requirements.display()))?;
+    let text =
+        std::fs::read(&requirements).with_context(|| format!("read {}", requirements.display()))?;
     let python = python();
     let version = python_version(&python)?;
+    // Comments do not change what is installed: only the requirement lines count.
+    let pins: String = String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let fingerprint = hex::encode(
         &Sha256::new()
-            .chain_update(&text)
+            .chain_update(pins.as_bytes())
             .chain_update(version.as_bytes())
             .finalize(),
     );
@@ -145,7 +151,9 @@ fn python_version(python: &str) -> anyhow::Result<String> {
         .strip_prefix("3.")
         .and_then(|m| m.parse::<u32>().ok());
     if !minor.is_some_and(|m| PYTHONS.contains(&m)) {
-        bail!("Superset {VERSION}'s pinned packages need Python 3.10-3.12, `{python}` is {version}: {fix}");
+        bail!(
+            "Superset {VERSION}'s pinned packages need Python 3.10-3.12, `{python}` is {version}: {fix}"
+        );
     }
     Ok(version)
 }
@@ -213,7 +221,13 @@ fn install(python: &str, installed: &Installed, requirements: &Path) -> anyhow::
     }
     progress.finish();
     if !status.success() {
-        let tail: Vec<&str> = errors.iter().rev().take(15).rev().map(String::as_str).collect();
+        let tail: Vec<&str> = errors
+            .iter()
+            .rev()
+            .take(15)
+            .rev()
+            .map(String::as_str)
+            .collect();
         bail!(
             "installing Superset {VERSION} failed (pip {status}; no network? see {}):\n{}",
             log_path.display(),
@@ -235,7 +249,9 @@ fn install(python: &str, installed: &Installed, requirements: &Path) -> anyhow::
 
 /// Builds the empty metadata database every instance starts from.
 fn create_template(installed: &Installed) -> anyhow::Result<()> {
-    eprintln!("flightdeck: creating Superset's metadata schema and roles (first use only, ~1.5 min)");
+    eprintln!(
+        "flightdeck: creating Superset's metadata schema and roles (first use only, ~1.5 min)"
+    );
     let dir = tempfile::tempdir().context("create a temporary directory")?;
     let db = dir.path().join("superset.db");
     let config = dir.path().join("superset_config.py");

@@ -71,7 +71,11 @@ fn secret(path: &Path) -> anyhow::Result<(String, bool)> {
 
 impl Superset {
     /// Prepares the directory, starts the web server and the import beside it.
-    pub fn start(installed: &Installed, export: &Export, options: &Options) -> anyhow::Result<Self> {
+    pub fn start(
+        installed: &Installed,
+        export: &Export,
+        options: &Options,
+    ) -> anyhow::Result<Self> {
         if localstack::port_open(options.port) {
             bail!(
                 "port {} is already in use, so Superset cannot listen there (is another \
@@ -91,10 +95,17 @@ impl Superset {
         export.write(&dir.join("export"))?;
 
         let mut cmd = Command::new(installed.bin("gunicorn"));
-        cmd.args(["--workers", "1", "--worker-class", "gthread", "--threads", "8"])
-            .args(["--timeout", "120", "--bind"])
-            .arg(format!("127.0.0.1:{}", options.port))
-            .arg("superset.app:create_app()");
+        cmd.args([
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+        ])
+        .args(["--timeout", "120", "--bind"])
+        .arg(format!("127.0.0.1:{}", options.port))
+        .arg("superset.app:create_app()");
         environment(&mut cmd, dir);
         let process = Managed::spawn("superset", cmd, &dir.join("superset.log"))?;
         let mut superset = Self {
@@ -196,7 +207,10 @@ fn prepare_metadata(installed: &Installed, dir: &Path) -> anyhow::Result<()> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == installed.id()) {
         return Ok(());
     }
-    eprintln!("flightdeck: migrating Superset's metadata in {} to this installation", dir.display());
+    eprintln!(
+        "flightdeck: migrating Superset's metadata in {} to this installation",
+        dir.display()
+    );
     for args in [&["db", "upgrade"][..], &["init"][..]] {
         let mut cmd = Command::new(installed.bin("superset"));
         cmd.args(args);

@@ -28,7 +28,10 @@ pub async fn run(root: &Path, dir: &Path, stack: &Stack, pool: &PgPool) -> anyho
     let export = Export::read(root)?;
     stack.postgres.ensure_reader()?;
     let started = Instant::now();
-    eprintln!("e2e: starting Superset {} with the dashboard as code", dashboard::install::VERSION);
+    eprintln!(
+        "e2e: starting Superset {} with the dashboard as code",
+        dashboard::install::VERSION
+    );
     let mut superset = Superset::start(
         &installed,
         &export,
@@ -39,7 +42,10 @@ pub async fn run(root: &Path, dir: &Path, stack: &Stack, pool: &PgPool) -> anyho
         },
     )?;
     superset.wait_ready(Duration::from_secs(180)).await?;
-    eprintln!("e2e: Superset serves the dashboard after {}s", started.elapsed().as_secs());
+    eprintln!(
+        "e2e: Superset serves the dashboard after {}s",
+        started.elapsed().as_secs()
+    );
 
     let api = Api::login(&superset.base_url(), ADMIN, &superset.admin_password).await?;
     let checked = check::charts_equal_sql(&api, &export, pool).await?;
@@ -83,6 +89,9 @@ pub async fn run(root: &Path, dir: &Path, stack: &Stack, pool: &PgPool) -> anyho
         message.contains(&format!("chart {chart:?}")),
         "removing {column} from {dataset} failed the check without naming {chart:?}: {message}"
     );
-    eprintln!("e2e: without {column} in its dataset the check fails naming {chart:?}, as it must");
+    eprintln!(
+        "e2e: without {column} in its dataset the check fails naming {chart:?}, as it must:\n  {}",
+        message.lines().nth(1).unwrap_or_default().trim()
+    );
     Ok(())
 }

@@ -136,7 +136,7 @@ impl Images {
         let over: Vec<&str> = built
             .iter()
             // NB: the Superset image is the official one plus a driver; the budget is ours.
-        .filter(|b| b.image.name != superset::NAME && b.image.uncompressed_size > BUDGET_BYTES)
+            .filter(|b| b.image.name != superset::NAME && b.image.uncompressed_size > BUDGET_BYTES)
             .map(|b| b.image.name.as_str())
             .collect();
         if !over.is_empty() {

@@ -44,7 +44,9 @@ pub struct Driver {
 
 /// Reads the `psycopg2-binary==X` entry and its hashes from a hashed requirements file.
 pub fn driver_pin(requirements: &str) -> Result<Driver> {
-    let mut lines = requirements.lines().skip_while(|l| !l.starts_with("psycopg2-binary=="));
+    let mut lines = requirements
+        .lines()
+        .skip_while(|l| !l.starts_with("psycopg2-binary=="));
     let first = lines
         .next()
         .context("psycopg2-binary is not pinned in the Superset requirements")?;
@@ -56,9 +58,17 @@ pub fn driver_pin(requirements: &str) -> Result<Driver> {
     let hashes = lines
         .map(str::trim)
         .take_while(|l| l.starts_with("--hash="))
-        .map(|l| l.trim_start_matches("--hash=").trim_end_matches('\\').trim().to_owned())
+        .map(|l| {
+            l.trim_start_matches("--hash=")
+                .trim_end_matches('\\')
+                .trim()
+                .to_owned()
+        })
         .collect::<Vec<_>>();
-    ensure!(!hashes.is_empty(), "psycopg2-binary=={version} has no hashes");
+    ensure!(
+        !hashes.is_empty(),
+        "psycopg2-binary=={version} has no hashes"
+    );
     Ok(Driver { version, hashes })
 }
 
@@ -84,8 +94,7 @@ impl Layout {
     pub fn read(dir: &Path, tag: &str) -> Result<Self> {
         let blob = |digest: &str| -> Result<Vec<u8>> {
             let path = dir.join("blobs").join(digest.replacen(':', "/", 1));
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             ensure!(
                 sha256_digest(&bytes) == digest,
                 "{} does not match its digest",
@@ -143,7 +152,10 @@ pub fn wheel_tree(wheel: &Path) -> Result<Tree> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let rel = path.strip_prefix(unpacked.path())?.to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(unpacked.path())?
+                .to_string_lossy()
+                .into_owned();
             let target = format!("{SITE_PACKAGES}/{rel}");
             if path.is_dir() {
                 tree.dir(&target, 0o755)?;
@@ -240,7 +252,11 @@ pub fn derive(
 
 /// Builds the derived image from `base` (an OCI layout and tag; by default the pinned
 /// official image, copied once), as an [`Image`] ready for [`super::output::write`].
-pub fn build(root: &Path, base: Option<(PathBuf, String)>, stamp: &super::stamp::Stamp) -> Result<Image> {
+pub fn build(
+    root: &Path,
+    base: Option<(PathBuf, String)>,
+    stamp: &super::stamp::Stamp,
+) -> Result<Image> {
     let cache = cache_dir()?;
     let requirements = root.join(crate::dashboard::install::REQUIREMENTS);
     let driver = driver_pin(
@@ -312,9 +328,19 @@ pub fn fetch_base(cache: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(cache)?;
     let repository = BASE.rsplit_once(':').map_or(BASE, |(r, _)| r);
     let source = format!("docker://{repository}@{BASE_DIGEST}");
-    println!("==> copying {source} into {} (first use only)", dir.display());
+    println!(
+        "==> copying {source} into {} (first use only)",
+        dir.display()
+    );
     let status = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "--override-os", "linux", "--override-arch", "amd64"])
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--override-os",
+            "linux",
+            "--override-arch",
+            "amd64",
+        ])
         .arg(&source)
         .arg(format!("oci:{}:base", dir.display()))
         .status()
@@ -328,27 +354,54 @@ pub fn fetch_base(cache: &Path) -> Result<PathBuf> {
 pub fn fetch_wheel(cache: &Path, driver: &Driver) -> Result<PathBuf> {
     let dir = cache.join(format!("psycopg2-binary-{}-{PYTHON_TAG}", driver.version));
     let find = || -> Option<PathBuf> {
-        std::fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.extension().is_some_and(|e| e == "whl")
-        })
+        std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
     };
     if let Some(wheel) = find() {
         return Ok(wheel);
     }
     std::fs::create_dir_all(&dir)?;
     let requirement = dir.join("requirement.txt");
-    let hashes: String = driver.hashes.iter().map(|h| format!(" --hash={h}")).collect();
-    std::fs::write(&requirement, format!("psycopg2-binary=={}{hashes}\n", driver.version))?;
+    let hashes: String = driver
+        .hashes
+        .iter()
+        .map(|h| format!(" --hash={h}"))
+        .collect();
+    std::fs::write(
+        &requirement,
+        format!("psycopg2-binary=={}{hashes}\n", driver.version),
+    )?;
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes"])
-        .args(["--only-binary", ":all:", "--implementation", "cp", "--python-version", "3.10"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+        ])
+        .args([
+            "--only-binary",
+            ":all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.10",
+        ])
         .args(["--platform", "manylinux2014_x86_64", "-d"])
         .arg(&dir)
         .arg("-r")
         .arg(&requirement)
         .status()
         .context("run pip download")?;
-    ensure!(status.success(), "pip could not download psycopg2-binary=={}", driver.version);
+    ensure!(
+        status.success(),
+        "pip could not download psycopg2-binary=={}",
+        driver.version
+    );
     find().context("pip downloaded no wheel")
 }
 
@@ -365,7 +418,12 @@ mod tests {
         let driver = driver_pin(&text)?;
         assert_eq!(driver.version, "2.9.10");
         assert!(driver.hashes.len() > 10, "{:?}", driver.hashes);
-        assert!(driver.hashes.iter().all(|h| h.starts_with("sha256:") && h.len() == 71));
+        assert!(
+            driver
+                .hashes
+                .iter()
+                .all(|h| h.starts_with("sha256:") && h.len() == 71)
+        );
         assert_eq!(tag(&driver), "6.0.0-psycopg2-2.9.10");
         Ok(())
     }
@@ -411,7 +469,10 @@ mod tests {
     fn wheel(dir: &Path) -> Result<PathBuf> {
         let src = dir.join("src");
         std::fs::create_dir_all(src.join("psycopg2"))?;
-        std::fs::write(src.join("psycopg2/__init__.py"), "from ._psycopg import *\n")?;
+        std::fs::write(
+            src.join("psycopg2/__init__.py"),
+            "from ._psycopg import *\n",
+        )?;
         std::fs::write(src.join("psycopg2/_psycopg.so"), b"\x7fELF")?;
         let wheel = dir.join("psycopg2_binary-2.9.10-cp310-cp310-manylinux_2_17_x86_64.whl");
         let status = Command::new("python3")
@@ -432,7 +493,13 @@ mod tests {
         let tree = wheel_tree(&wheel(dir.path())?)?;
         let added = pack(&tree, 7)?;
         let tags = ["6.0.0-psycopg2-2.9.10".to_owned()];
-        let (files, digest) = derive(&base, &added, "psycopg2-binary 2.9.10", "1970-01-01T00:00:07Z", &tags)?;
+        let (files, digest) = derive(
+            &base,
+            &added,
+            "psycopg2-binary 2.9.10",
+            "1970-01-01T00:00:07Z",
+            &tags,
+        )?;
 
         // Written out, the new layout reads back as an image with one more layer.
         let out = dir.path().join("derived");
@@ -442,32 +509,59 @@ mod tests {
             std::fs::write(file, bytes)?;
         }
         let derived = Layout::read(&out, &tags[0])?;
-        assert_eq!(sha256_digest(&files[&format!("blobs/{}", digest.replacen(':', "/", 1))]), digest);
+        assert_eq!(
+            sha256_digest(&files[&format!("blobs/{}", digest.replacen(':', "/", 1))]),
+            digest
+        );
         let layers = derived.manifest["layers"].as_array().context("layers")?;
         assert_eq!(layers.len(), 2);
-        assert_eq!(layers[0], base.manifest["layers"][0], "the base layer is reused as is");
-        let diff_ids = derived.config["rootfs"]["diff_ids"].as_array().context("diff_ids")?;
+        assert_eq!(
+            layers[0], base.manifest["layers"][0],
+            "the base layer is reused as is"
+        );
+        let diff_ids = derived.config["rootfs"]["diff_ids"]
+            .as_array()
+            .context("diff_ids")?;
         assert_eq!(diff_ids.len(), 2);
         assert_eq!(diff_ids[1], added.diff_id.as_str());
-        assert_eq!(derived.config["config"]["User"], "superset", "the base config is kept");
-        assert_eq!(derived.config["history"][1]["created_by"], "cargo xtask images: psycopg2-binary 2.9.10");
+        assert_eq!(
+            derived.config["config"]["User"], "superset",
+            "the base config is kept"
+        );
+        assert_eq!(
+            derived.config["history"][1]["created_by"],
+            "cargo xtask images: psycopg2-binary 2.9.10"
+        );
 
         // The driver lands in the image's site-packages.
-        let tar = flate2::read::GzDecoder::new(&derived.blobs[layers[1]["digest"].as_str().context("digest")?][..]);
+        let tar = flate2::read::GzDecoder::new(
+            &derived.blobs[layers[1]["digest"].as_str().context("digest")?][..],
+        );
         let mut paths: Vec<String> = tar::Archive::new(tar)
             .entries()?
             .map(|e| Ok(e?.path()?.to_string_lossy().into_owned()))
             .collect::<Result<_>>()?;
         paths.sort();
-        assert!(paths.contains(&format!("{SITE_PACKAGES}/psycopg2/_psycopg.so")), "{paths:?}");
+        assert!(
+            paths.contains(&format!("{SITE_PACKAGES}/psycopg2/_psycopg.so")),
+            "{paths:?}"
+        );
 
         // skopeo, when installed, reads the derived layout like any other image.
         if localstack::tools::on_path("skopeo").is_some() {
             let out = Command::new("skopeo")
                 .args(["inspect", "--raw"])
-                .arg(format!("oci:{}:{}", dir.path().join("derived").display(), tags[0]))
+                .arg(format!(
+                    "oci:{}:{}",
+                    dir.path().join("derived").display(),
+                    tags[0]
+                ))
                 .output()?;
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             assert_eq!(sha256_digest(&out.stdout), digest);
         }
         Ok(())

@@ -39,7 +39,10 @@ pub fn run(sh: &Shell, root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for file in load_tree(root)? {
         for doc in &file.docs {
-            if doc.type_meta().is_some_and(|(_, kind)| kind == "PrometheusRule") {
+            if doc
+                .type_meta()
+                .is_some_and(|(_, kind)| kind == "PrometheusRule")
+            {
                 findings.extend(check(sh, root, &file.rel, doc.value.get("spec"))?);
             }
         }
@@ -54,7 +57,12 @@ fn check(
     spec: Option<&serde_yaml::Value>,
 ) -> anyhow::Result<Vec<Finding>> {
     let Some(spec) = spec else {
-        return Ok(vec![Finding::new(rel, 0, "PrometheusRule without spec", "add spec.groups")]);
+        return Ok(vec![Finding::new(
+            rel,
+            0,
+            "PrometheusRule without spec",
+            "add spec.groups",
+        )]);
     };
     let dir = tempfile::tempdir().context("create a temporary directory")?;
     let rules = dir.path().join("rules.yaml");
@@ -81,7 +89,10 @@ fn check(
         return Ok(vec![Finding::new(
             rel,
             0,
-            format!("the alerting rules have no unit tests ({} is missing)", tests_rel.display()),
+            format!(
+                "the alerting rules have no unit tests ({} is missing)",
+                tests_rel.display()
+            ),
             "write `promtool test rules` tests: for each alert a series it fires on and a healthy one",
         )]);
     }
@@ -100,7 +111,10 @@ fn check(
                 String::from_utf8_lossy(&out.stdout).trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
-            format!("fix the rule in {} or the test's expectation", rel.display()),
+            format!(
+                "fix the rule in {} or the test's expectation",
+                rel.display()
+            ),
         )]);
     }
     Ok(Vec::new())
@@ -132,8 +146,11 @@ mod tests {
         let rules = std::fs::read_to_string(root.join("infrastructure/k8s/monitoring/rules.yaml"))
             .expect("rules.yaml");
         assert!(rules.contains("> 0.05"));
-        std::fs::write(monitoring.join("rules.yaml"), rules.replace("> 0.05", "> 0.5"))
-            .expect("write");
+        std::fs::write(
+            monitoring.join("rules.yaml"),
+            rules.replace("> 0.05", "> 0.5"),
+        )
+        .expect("write");
         std::fs::copy(
             root.join("infrastructure/k8s/monitoring/rules.test.promtool"),
             monitoring.join("rules.test.promtool"),
