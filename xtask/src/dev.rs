@@ -81,8 +81,14 @@ impl Dev {
         let installed = with_dashboard
             .then(|| dashboard::install::ensure(&sh.current_dir()))
             .and_then(|r| {
-                r.map_err(|e| eprintln!("flightdeck: no dashboard this run: {e:#}"))
-                    .ok()
+                r.map_err(|e| {
+                    eprintln!(
+                        "flightdeck: no dashboard this run: {e:#}\n\
+                         flightdeck: the pipeline runs without it; to retry, run the same \
+                         `cargo xtask dev` again (or pass --no-dashboard)"
+                    )
+                })
+                .ok()
             });
         let data = pipeline::target_dir(sh).join("flightdeck");
         let postgres = match &self.database_url {

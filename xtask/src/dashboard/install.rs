@@ -114,7 +114,7 @@ pub fn ensure(root: &Path) -> anyhow::Result<Installed> {
     install(&python, &installed, &requirements).map_err(|e| {
         anyhow::anyhow!(
             "{e:#}\nretry: run the same command again (the install starts over), or by hand:\n  \
-             {python} -m venv {venv} && {venv}/bin/pip install --require-hashes -r {req}",
+             {python} -m venv {venv} && {venv}/bin/pip install --require-hashes --no-deps -r {req}",
             venv = installed.venv.display(),
             req = requirements.display(),
         )
