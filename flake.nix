@@ -167,10 +167,20 @@
             sqlx-cli
             python3
             git
+            # The e2e's browser test and the lint's alerting-rule tests (promtool).
+            chromium
+            chromedriver
+            prometheus
           ]);
           # NB: with `kafka-server-start.sh` on PATH the local stack runs Apache Kafka and
           # never installs tansu.
           SQLX_OFFLINE = "true";
+          # NB: the local Superset's pinned manylinux wheels (pandas, pyarrow) link
+          # libstdc++ and zlib, which Nix's Python does not find on its own.
+          LD_LIBRARY_PATH = pkgs.lib.makeLibraryPath [
+            pkgs.stdenv.cc.cc.lib
+            pkgs.zlib
+          ];
         };
 
         # NB: `nixfmt-rfc-style` is now only an alias of `nixfmt` (the RFC 166 style).

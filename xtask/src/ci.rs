@@ -60,6 +60,7 @@ fn steps(sh: &Shell) -> anyhow::Result<()> {
     crate::e2e::E2e {
         fixtures: Vec::new(),
         cluster: None,
+        no_dashboard: false,
     }
     .run(sh)
 }

@@ -1,9 +1,12 @@
 //! `cargo xtask dev`: the whole pipeline on this machine, no Docker, no cluster.
 //!
 //! PostgreSQL and a Kafka-protocol broker run as local processes with their data under
-//! `target/flightdeck/` (kept between runs), then the processor and the producer. Ctrl-C
-//! stops everything in order: producer, processor (which finishes and commits its
-//! batch), broker, database.
+//! `target/flightdeck/` (kept between runs), then the processor and the producer, and
+//! Apache Superset with the flightdeck dashboard (see [`crate::dashboard`]) for whoever is
+//! looking: not with `--once`, which only waits for the data. Ctrl-C stops everything in
+//! order: producer, processor (which finishes and commits its batch), Superset, broker,
+//! database. A dashboard that cannot start (install failed, export rejected) is reported
+//! and the pipeline runs without it.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use localstack::{Broker, BrokerKind, Postgres};
 use xshell::Shell;
 
+use crate::dashboard::{self, Superset};
 use crate::pipeline::{self, Endpoints, Observer, redact};
 
 /// Port of the local PostgreSQL started by `dev`.
@@ -43,10 +47,19 @@ pub struct Dev {
     /// Use this Kafka cluster instead of starting a broker (host:port[,host:port]).
     #[arg(long, value_name = "HOSTS")]
     bootstrap_servers: Option<String>,
+
+    /// Do not start Superset (the dashboard). `--once` never starts it.
+    #[arg(long)]
+    no_dashboard: bool,
+
+    /// Serve the dashboard (Superset) on this port of 127.0.0.1.
+    #[arg(long, value_name = "PORT", default_value_t = dashboard::DEFAULT_PORT)]
+    dashboard_port: u16,
 }
 
 impl Dev {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let launched = Instant::now();
         // Fail before starting anything when a file cannot be replayed.
         for file in &self.replay {
             let body =
@@ -54,11 +67,40 @@ impl Dev {
             flight_model::StatesResponse::from_json(&body)
                 .with_context(|| format!("--replay {}", file.display()))?;
         }
+        let with_dashboard = !self.no_dashboard && !self.once;
+        if with_dashboard && localstack::port_open(self.dashboard_port) {
+            bail!(
+                "port {} is already in use, so the dashboard (Superset) cannot listen there \
+                 (is another `cargo xtask dev` running?): pass --dashboard-port with a free \
+                 port, or --no-dashboard",
+                self.dashboard_port
+            );
+        }
         let bins = pipeline::build_services(sh)?;
+        // A failed install is reported and the pipeline runs without the dashboard.
+        let installed = with_dashboard
+            .then(|| dashboard::install::ensure(&sh.current_dir()))
+            .and_then(|r| {
+                r.map_err(|e| {
+                    eprintln!(
+                        "flightdeck: no dashboard this run: {e:#}\n\
+                         flightdeck: the pipeline runs without it; to retry, run the same \
+                         `cargo xtask dev` again (or pass --no-dashboard)"
+                    )
+                })
+                .ok()
+            });
         let data = pipeline::target_dir(sh).join("flightdeck");
         let postgres = match &self.database_url {
             Some(_) => None,
             None => Some(start_postgres(&data)?),
+        };
+        let superset = match &installed {
+            Some(installed) => self
+                .start_superset(sh, installed, postgres.as_ref(), &data)
+                .map_err(|e| eprintln!("flightdeck: no dashboard this run: {e:#}"))
+                .ok(),
+            None => None,
         };
         let broker = match &self.bootstrap_servers {
             Some(_) => None,
@@ -77,8 +119,9 @@ impl Dev {
             }),
         };
         let runtime = tokio::runtime::Runtime::new()?;
-        let result = runtime.block_on(self.run_pipeline(&bins, &at, &data));
-        // Stop the broker before the database, after the services (dropped inside).
+        let result = runtime.block_on(self.run_pipeline(&bins, &at, &data, superset, launched));
+        // Stop the broker before the database, after the services and Superset (dropped
+        // inside).
         drop(broker);
         drop(postgres);
         if result.is_ok() && !self.once {
@@ -87,11 +130,47 @@ impl Dev {
         result
     }
 
+    /// Starts Superset reading `postgres` through its read-only role (or `--database-url`).
+    fn start_superset(
+        &self,
+        sh: &Shell,
+        installed: &dashboard::Installed,
+        postgres: Option<&Postgres>,
+        data: &std::path::Path,
+    ) -> anyhow::Result<Superset> {
+        let database_uri = match (postgres, &self.database_url) {
+            (Some(postgres), _) => {
+                postgres.ensure_reader()?;
+                postgres.reader_url()
+            }
+            (None, Some(url)) => {
+                eprintln!(
+                    "flightdeck: the dashboard reads --database-url with its own role (a \
+                     read-only role is created only in the local PostgreSQL)"
+                );
+                url.clone()
+            }
+            (None, None) => bail!("no database for the dashboard"),
+        };
+        let export = dashboard::Export::read(&sh.current_dir())?;
+        Superset::start(
+            installed,
+            &export,
+            &dashboard::Options {
+                dir: data.join("superset"),
+                port: self.dashboard_port,
+                database_uri: dashboard::sqlalchemy_uri(&database_uri),
+            },
+        )
+    }
+
     async fn run_pipeline(
         &self,
         bins: &pipeline::Binaries,
         at: &Endpoints,
         data: &std::path::Path,
+        mut superset: Option<Superset>,
+        launched: Instant,
     ) -> anyhow::Result<()> {
         localstack::topics::create_flightdeck_topics(&at.bootstrap_servers).await?;
         let logs = data.join("logs");
@@ -104,6 +183,22 @@ impl Dev {
             at.bootstrap_servers,
             logs.display()
         );
+        if let Some(superset) = &superset {
+            let password = if superset.new_password {
+                format!(
+                    "password {} (shown once; kept in {})",
+                    superset.admin_password,
+                    superset.password_file().display()
+                )
+            } else {
+                format!("password in {}", superset.password_file().display())
+            };
+            eprintln!(
+                "flightdeck: dashboard {} (starting; user {}, {password})",
+                superset.dashboard_url(),
+                dashboard::instance::ADMIN
+            );
+        }
         let rows_before = wait_for_table(&observer, &mut processor).await?;
         let dlq_before = observer.dlq_records()?;
 
@@ -126,6 +221,7 @@ impl Dev {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let started = Instant::now();
+        let mut dashboard_ready = false;
         loop {
             processor.ensure_running()?;
             if let Some(p) = producer.as_mut() {
@@ -133,6 +229,25 @@ impl Dev {
             }
             for line in producer_log.new_warnings() {
                 status.println(format!("producer: {line}"));
+            }
+            if let Some(s) = superset.as_mut()
+                && !dashboard_ready
+            {
+                match s.ready().await {
+                    Ok(true) => {
+                        dashboard_ready = true;
+                        status.println(format!(
+                            "flightdeck: dashboard ready at {} ({}s after start)",
+                            s.dashboard_url(),
+                            launched.elapsed().as_secs()
+                        ));
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        status.println(format!("flightdeck: the dashboard stopped: {e:#}"));
+                        superset = None;
+                    }
+                }
             }
             let rows = observer.rows().await.unwrap_or(rows_before);
             let rejected = observer.dlq_records()? - dlq_before;

@@ -3,10 +3,13 @@
 //!
 //! The run replays `xtask/fixtures/e2e/*.json`, checks counts against what the fixtures
 //! themselves say (computed independently with `flight-model`), snapshots the table and
-//! the DLQ, replays the same files again and checks the table did not change. Every
-//! process is stopped when the run ends, pass or fail.
+//! the DLQ, replays the same files again and checks the table did not change. Then the
+//! dashboard step ([`dashboard`]): Superset with the dashboard as code, every chart's data
+//! equal to SQL, and a real browser rendering it. Every process is stopped when the run
+//! ends, pass or fail.
 
 pub mod cluster;
+pub mod dashboard;
 pub mod landed;
 
 use std::path::PathBuf;
@@ -28,6 +31,9 @@ pub struct E2e {
     /// creates (its live producer is paused for the run, its table emptied).
     #[arg(long, value_enum, value_name = "KIND")]
     pub cluster: Option<ClusterKind>,
+    /// Skip the dashboard step (Superset: chart data against SQL, the browser test).
+    #[arg(long)]
+    pub no_dashboard: bool,
 }
 
 /// A cluster `e2e` can run against.
@@ -110,6 +116,11 @@ impl E2e {
                 status.is_some_and(|s| s.success()),
                 "the processor did not exit cleanly on SIGTERM: {status:?}"
             );
+            if self.no_dashboard {
+                eprintln!("e2e: --no-dashboard: the dashboard step was skipped");
+            } else {
+                dashboard::run(sh.current_dir().as_path(), &dir, &stack, &observer.pool).await?;
+            }
             eprintln!(
                 "e2e: passed: {} rows, {} countries, {} DLQ records; the replay changed nothing",
                 first.rows,

@@ -5,6 +5,7 @@
 
 mod ci;
 mod cluster;
+mod dashboard;
 mod dev;
 mod doctor;
 mod down;

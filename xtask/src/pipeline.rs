@@ -25,9 +25,27 @@ pub struct Binaries {
 /// Builds the producer and processor (debug profile: shares artifacts with the tests).
 pub fn build_services(sh: &Shell) -> anyhow::Result<Binaries> {
     eprintln!("flightdeck: building producer and processor");
-    cmd!(sh, "cargo build --quiet -p producer -p processor")
-        .run()
-        .context("build the services")?;
+    // NB: `cargo xtask` runs under `cargo run`, which describes the xtask crate in the
+    // environment (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, …). ring's build script declares
+    // some of them as inputs, so passing them on would rebuild ring and everything above
+    // it on every switch between this build and the xtask's own: minutes per `dev`.
+    let mut build = cmd!(sh, "cargo build --quiet -p producer -p processor");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            build = build.env_remove(name.as_ref());
+        }
+    }
+    build.run().context("build the services")?;
     let dir = target_dir(sh).join("debug");
     Ok(Binaries {
         producer: dir.join("producer"),

@@ -20,6 +20,8 @@ use crate::process::{Managed, wait_until};
 pub const USER: &str = "flightdeck";
 /// The database name on the local server.
 pub const DATABASE: &str = "flightdeck";
+/// The read-only role dashboards connect as (the cluster's is named the same).
+pub const READER: &str = "flightdeck_reader";
 
 /// A running local PostgreSQL.
 #[derive(Debug)]
@@ -140,6 +142,43 @@ impl Postgres {
     /// Where the cluster's files and log live.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// `postgres://flightdeck_reader@127.0.0.1:PORT/flightdeck`: the read-only role of
+    /// [`Postgres::ensure_reader`].
+    pub fn reader_url(&self) -> String {
+        format!("postgres://{READER}@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// Creates the read-only role [`READER`] unless it exists: it may read every table of
+    /// `public`, including those `flightdeck` creates later, and nothing else. Its
+    /// sessions are read-only too, so even a function cannot write through it.
+    pub fn ensure_reader(&self) -> anyhow::Result<()> {
+        let sql = format!(
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN \
+                 CREATE ROLE {READER} LOGIN; \
+               END IF; \
+             END $$;\n\
+             ALTER ROLE {READER} SET default_transaction_read_only = on;\n\
+             GRANT CONNECT ON DATABASE {DATABASE} TO {READER};\n\
+             GRANT USAGE ON SCHEMA public TO {READER};\n\
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER};\n\
+             ALTER DEFAULT PRIVILEGES FOR ROLE {USER} IN SCHEMA public GRANT SELECT ON TABLES TO {READER};\n"
+        );
+        let out = Command::new(bin_dir()?.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
+            .args(["-d", DATABASE, "-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
+            .output()
+            .context("run psql")?;
+        if !out.status.success() {
+            bail!(
+                "create the read-only role {READER} on port {}: {}",
+                self.port,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// Stops the server (fast shutdown).

@@ -9,6 +9,9 @@
 //! Two runs on the same commit give the same digests: every timestamp comes from
 //! `SOURCE_DATE_EPOCH` or the commit time ([`stamp`]). [`built`] reads an image back
 //! (its digest-derived tag and digests) for `up` and `e2e --cluster`.
+//!
+//! `--superset` also builds the cluster's Superset image ([`superset`]): the official
+//! release by digest plus a layer with the PostgreSQL driver.
 
 pub mod built;
 mod layer;
@@ -17,6 +20,7 @@ mod output;
 mod rootfs;
 mod services;
 mod stamp;
+pub mod superset;
 
 use std::path::PathBuf;
 
@@ -52,6 +56,15 @@ pub struct Images {
     /// certificate, as a local k3d registry needs.
     #[arg(long, requires = "push")]
     insecure: bool,
+    /// Also build `flightdeck/superset`: the official Superset image (pinned by digest,
+    /// copied once with skopeo into ~/.cache/flightdeck/images/) plus a layer with the
+    /// PostgreSQL driver. Needs network access the first time.
+    #[arg(long)]
+    superset: bool,
+    /// With --superset: start from this OCI layout instead of the official image, as
+    /// `DIR:TAG` (e.g. a local copy made with `skopeo copy … oci:DIR:TAG`).
+    #[arg(long, requires = "superset", value_name = "DIR:TAG")]
+    superset_base: Option<String>,
 }
 
 /// An image that was built and written.
@@ -104,10 +117,28 @@ impl Images {
             built.push(build(sh, &workspace, service, &stamp, &base, &out)?);
         }
 
+        if self.superset {
+            println!("==> building {}", superset::NAME);
+            let base = match &self.superset_base {
+                Some(spec) => {
+                    let (dir, tag) = spec
+                        .rsplit_once(':')
+                        .with_context(|| format!("--superset-base {spec}: expected DIR:TAG"))?;
+                    Some((PathBuf::from(dir), tag.to_owned()))
+                }
+                None => None,
+            };
+            let image = superset::build(&sh.current_dir(), base, &stamp)?;
+            let written = output::write(&image, "superset", &out, stamp.epoch)
+                .context("write the Superset image")?;
+            built.push(Built { image, written });
+        }
+
         print_summary(&built);
         let over: Vec<&str> = built
             .iter()
-            .filter(|b| b.image.uncompressed_size > BUDGET_BYTES)
+            // NB: the Superset image is the official one plus a driver; the budget is ours.
+            .filter(|b| b.image.name != superset::NAME && b.image.uncompressed_size > BUDGET_BYTES)
             .map(|b| b.image.name.as_str())
             .collect();
         if !over.is_empty() {

@@ -23,6 +23,8 @@
 //! - [`tools`]: `kubectl kustomize`, `terraform fmt -check`, `nix-instantiate --parse`, the
 //!   DAG import test and the workflow schema check. A missing tool skips its check loudly
 //!   (and `cargo xtask ci` lists it); under `CI=true` it fails, naming the install command.
+//! - [`promtool`]: the alerting rules through `promtool check rules` and their unit tests
+//!   through `promtool test rules` (skipped loudly without promtool; fails under `CI=true`).
 
 mod cel;
 mod crds;
@@ -31,6 +33,7 @@ mod environment;
 mod helm;
 mod manifests;
 mod policy;
+mod promtool;
 mod schema;
 mod secrets;
 mod security;
@@ -81,6 +84,7 @@ impl Lint {
         } = lint_report(&root)?;
         if !self.offline_only {
             findings.extend(tools::run_all(sh, &root, !self.skip_dags)?);
+            findings.extend(promtool::run(sh, &root)?);
         }
         if !unchecked.is_empty() {
             eprintln!(
