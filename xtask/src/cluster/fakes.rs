@@ -3,10 +3,42 @@
 //! [`xshell::Shell`] under test. Each records its argv, one line per call, so a test
 //! asserts exactly which commands ran, in which order, with which arguments; a tool that
 //! is not faked does not exist for the code under test.
+//!
+//! NB: a fake is a symlink to one dispatcher script, written once per machine, that runs
+//! the tool's script (`.<name>.sh`, read by `sh`, never executed itself). Executing a file
+//! that was just written fails now and then with "Text file busy" (ETXTBSY) when tests
+//! run in parallel: a process another thread is spawning at that moment inherits the
+//! write descriptor until it `exec`s. Scripts that are only read cannot hit that.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The dispatcher every fake links to: it runs `.<its own name>.sh` beside the link.
+const DISPATCHER: &str = "#!/bin/sh\nexec /bin/sh \"${0%/*}/.${0##*/}.sh\" \"$@\"\n";
+
+/// The dispatcher's path, written (once, atomically) when it is missing or differs.
+fn dispatcher() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join("flightdeck-fake-tools");
+        let path = dir.join("dispatch-v1");
+        if fs::read_to_string(&path).ok().as_deref() == Some(DISPATCHER) {
+            return path;
+        }
+        fs::create_dir_all(&dir).expect("create the dispatcher's directory");
+        let staged = tempfile::NamedTempFile::new_in(&dir).expect("a temporary file");
+        fs::write(staged.path(), DISPATCHER).expect("write the dispatcher");
+        fs::set_permissions(staged.path(), fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+        staged.persist(&path).expect("put the dispatcher in place");
+        // NB: a process forked while it was being written holds its descriptor until it
+        // `exec`s, which takes far less than this.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        path
+    })
+}
 
 /// A directory of fake tools and the log of their calls.
 pub struct FakeTools {
@@ -25,14 +57,21 @@ impl FakeTools {
 
     /// Adds `name`: it records its argv, then runs `script` (POSIX sh, with `"$@"`).
     pub fn tool(&self, name: &str, script: &str) -> &Self {
-        let path = self.dir.path().join(name);
         let record = format!(
             "printf '%s' {name} >> '{log}'; for a in \"$@\"; do printf ' %s' \"$a\" >> '{log}'; done; echo >> '{log}'",
             log = self.log.display()
         );
-        fs::write(&path, format!("#!/bin/sh\n{record}\n{script}\n")).expect("write a fake tool");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("make it executable");
+        self.install(name, &format!("{record}\n{script}\n"));
         self
+    }
+
+    /// Makes `name` run `script`: the script beside the link to the dispatcher.
+    fn install(&self, name: &str, script: &str) {
+        fs::write(self.dir.path().join(format!(".{name}.sh")), script).expect("write a fake tool");
+        let link = self.dir.path().join(name);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(dispatcher(), &link).expect("link a fake tool");
+        }
     }
 
     /// Adds `name` that records its argv and succeeds silently.
@@ -45,20 +84,17 @@ impl FakeTools {
     pub fn git(&self, faked: &[&str], script: &str) -> &Self {
         let real = which("git");
         let cases = faked.join("|");
-        let path = self.dir.path().join("git");
         let record = format!(
             "printf '%s' git >> '{log}'; for a in \"$@\"; do printf ' %s' \"$a\" >> '{log}'; done; echo >> '{log}'",
             log = self.log.display()
         );
-        fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\ncase \"$1\" in\n  {cases})\n    {record}\n    {script}\n    ;;\n  *) exec '{}' \"$@\" ;;\nesac\n",
+        self.install(
+            "git",
+            &format!(
+                "case \"$1\" in\n  {cases})\n    {record}\n    {script}\n    ;;\n  *) exec '{}' \"$@\" ;;\nesac\n",
                 real.display()
             ),
-        )
-        .expect("write the fake git");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("make it executable");
+        );
         self
     }
 
