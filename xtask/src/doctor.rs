@@ -248,11 +248,15 @@ pub fn require_up_tools() -> anyhow::Result<()> {
 
 impl Doctor {
     /// Prints the report; fails when a tool `up` needs is missing or too old.
-    pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let mut rows = probe_all(TOOLS.iter());
         rows.extend(local_stack_rows());
         let (text, up_ready) = report(&rows);
         println!("{text}");
+        println!(
+            "Superset base image: {}",
+            crate::images::superset::pin::describe(&sh.current_dir())
+        );
         anyhow::ensure!(up_ready, "doctor: a tool `cargo xtask up` needs is missing");
         Ok(())
     }

@@ -136,6 +136,10 @@ fn doctor_passes_when_up_has_every_tool() {
         text.contains("terraform         1.10.5"),
         "OpenTofu counts as terraform:\n{text}"
     );
+    assert!(
+        text.contains("Superset base image: docker.io/apache/superset:6.0.0 "),
+        "doctor says whether the base is pinned:\n{text}"
+    );
 }
 
 #[test]

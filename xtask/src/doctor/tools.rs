@@ -10,8 +10,6 @@ pub enum Need {
     Local,
     /// The pinned environment (`nix develop`) and the lint's flake check.
     Env,
-    /// `cargo xtask images --push` and the images test.
-    Images,
     /// Looking at the local database by hand.
     Optional,
 }
@@ -22,7 +20,6 @@ impl Need {
             Need::Up => "up, down, e2e --cluster",
             Need::Local => "dev, e2e (local)",
             Need::Env => "nix develop, lint",
-            Need::Images => "images --push, tests",
             Need::Optional => "by hand (optional)",
         }
     }
@@ -104,9 +101,10 @@ pub const TOOLS: &[Tool] = &[
         probe: &["skopeo", "--version"],
         minimum: (1, 9, 0),
         expected: ">= 1.9",
-        // NB: `up` imports the archives `cargo xtask images` writes as they are; skopeo
-        // copies images to a registry (`images --push`) and the images test reads them.
-        need: Need::Images,
+        // NB: `up` builds the Superset image on the official one, which skopeo resolves
+        // (to pin it) and copies by digest on a machine's first build; it also copies
+        // images to a registry (`images --push`) and the images test reads them.
+        need: Need::Up,
         fix: "`nix develop`, or `apt-get install skopeo`",
     },
     Tool {
@@ -123,7 +121,10 @@ pub const TOOLS: &[Tool] = &[
         probe: &["python3", "--version"],
         minimum: (3, 9, 0),
         expected: ">= 3.9 with venv",
-        need: Need::Env,
+        // NB: `up` unpacks the PostgreSQL driver's wheel into the Superset image with
+        // Python's zipfile (and downloads it with pip once); the lint's DAG test and the
+        // local Superset need it too.
+        need: Need::Up,
         fix: "`nix develop`, or `apt-get install python3 python3-venv`",
     },
     Tool {

@@ -11,7 +11,8 @@
 //! (its digest-derived tag and digests) for `up` and `e2e --cluster`.
 //!
 //! `--superset` also builds the cluster's Superset image ([`superset`]): the official
-//! release by digest plus a layer with the PostgreSQL driver.
+//! release by digest (pinned in a committed file, [`superset::pin`]) plus a layer with the
+//! PostgreSQL driver, under the same kind of digest-derived tag.
 
 pub mod built;
 mod layer;
@@ -56,9 +57,10 @@ pub struct Images {
     /// certificate, as a local k3d registry needs.
     #[arg(long, requires = "push")]
     insecure: bool,
-    /// Also build `flightdeck/superset`: the official Superset image (pinned by digest,
-    /// copied once with skopeo into ~/.cache/flightdeck/images/) plus a layer with the
-    /// PostgreSQL driver. Needs network access the first time.
+    /// Also build `flightdeck/superset`: the official Superset image (pinned by digest in
+    /// infrastructure/superset/base-image.lock, copied once with skopeo into
+    /// ~/.cache/flightdeck/images/) plus a layer with the PostgreSQL driver. Needs network
+    /// access the first time; an empty pin file is filled then (commit it).
     #[arg(long)]
     superset: bool,
     /// With --superset: start from this OCI layout instead of the official image, as
@@ -124,13 +126,11 @@ impl Images {
                     let (dir, tag) = spec
                         .rsplit_once(':')
                         .with_context(|| format!("--superset-base {spec}: expected DIR:TAG"))?;
-                    Some((PathBuf::from(dir), tag.to_owned()))
+                    superset::Base::Layout(PathBuf::from(dir), tag.to_owned())
                 }
-                None => None,
+                None => superset::Base::Pinned,
             };
-            let image = superset::build(&sh.current_dir(), base, &stamp)?;
-            let written = output::write(&image, "superset", &out, stamp.epoch)
-                .context("write the Superset image")?;
+            let (image, written) = superset::build(sh, &superset::cache_dir()?, base, &out)?;
             built.push(Built { image, written });
         }
 
@@ -186,7 +186,7 @@ fn build(
 fn print_summary(built: &[Built]) {
     println!();
     println!(
-        "{:<24} {:<20} {:>10} {:>10}  {:<6} DIGEST",
+        "{:<24} {:<36} {:>10} {:>10}  {:<6} DIGEST",
         "IMAGE", "TAG", "SIZE", "GZIPPED", "BUDGET"
     );
     for Built { image, .. } in built {
@@ -196,7 +196,7 @@ fn print_summary(built: &[Built]) {
             "OVER"
         };
         println!(
-            "{:<24} {:<20} {:>10} {:>10}  {:<6} {}",
+            "{:<24} {:<36} {:>10} {:>10}  {:<6} {}",
             image.name,
             image.tags[0],
             human(image.uncompressed_size),

@@ -1,6 +1,6 @@
-//! The cluster's Superset image: the official `apache/superset` release, pinned by digest,
-//! plus one layer holding the PostgreSQL driver, built without Docker like the service
-//! images.
+//! The cluster's Superset image, `flightdeck/superset`: the official `apache/superset`
+//! release, pinned by digest ([`pin`]), plus one layer holding the PostgreSQL driver,
+//! built without Docker like the service images.
 //!
 //! Since 4.1 the official image ships without database drivers, and the chart's answer
 //! (`pip install` in a bootstrap script at every pod start, as root, from the internet)
@@ -9,29 +9,39 @@
 //! `psycopg2-binary` wheel (the version and hashes of the local Superset's requirements)
 //! is unpacked into the image's virtualenv as a new layer, and a new config and manifest
 //! are written around the base's layers, which are reused byte for byte.
+//!
+//! The image is tagged like the service images, `<version>-<12 hex digits of its digest>`
+//! (the version being `<superset release>-psycopg2-<driver version>`), and its only
+//! timestamp is the base image's own creation time: the same base and driver give the same
+//! digest on every machine and every commit, so `cargo xtask up` rolls the Superset pods
+//! when, and only when, what is in the image changed. A build whose image is already in
+//! the output directory writes nothing.
+
+pub mod pin;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+use xshell::Shell;
 
 use super::layer::{self, Tree, sha256_digest};
-use super::oci::{Image, canonical_json};
+use super::oci::{self, Image, canonical_json};
+use super::output::{self, Written};
+use super::stamp::rfc3339;
 
-/// The official image, by tag (for people) and digest (what is pulled).
-pub const BASE: &str = "docker.io/apache/superset:6.0.0";
-/// NB: the digest of `BASE` (linux/amd64 manifest). Docker Hub could not be reached where
-/// this was written, so it is pinned on the first build with network access: `cargo xtask
-/// images --superset` prints the command when it is empty.
-pub const BASE_DIGEST: &str = "";
 /// The virtualenv's site-packages in the official image (Python 3.10).
 pub const SITE_PACKAGES: &str = "app/.venv/lib/python3.10/site-packages";
 /// The Python tag of the wheels the image can load.
 const PYTHON_TAG: &str = "cp310";
-/// The derived image's name and tag: the Superset release and the driver's version.
+/// The derived image's name.
 pub const NAME: &str = "flightdeck/superset";
+/// Its directory under the images' output directory, as `cargo xtask images` names it.
+pub const BIN: &str = "superset";
 
 /// The driver pin, read from the local Superset's requirements (one source of pins).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,40 +82,32 @@ pub fn driver_pin(requirements: &str) -> Result<Driver> {
     Ok(Driver { version, hashes })
 }
 
-/// The image tag: `<superset version>-psycopg2-<driver version>`.
-pub fn tag(driver: &Driver) -> String {
-    let superset = BASE.rsplit(':').next().unwrap_or_default();
-    format!("{superset}-psycopg2-{}", driver.version)
+/// The version part of the image tag: `<superset release>-psycopg2-<driver version>`;
+/// the digest's 12 hex digits follow it.
+pub fn version(driver: &Driver) -> String {
+    format!("{}-psycopg2-{}", pin::release(), driver.version)
 }
 
-/// An OCI image layout read from disk: its blobs by digest and the manifest of one tag.
+/// An OCI image layout on disk, read as far as the manifest and config of one tag; the
+/// layers are read only when a new image is written ([`Layout::blobs`]).
 #[derive(Debug)]
 pub struct Layout {
-    /// `sha256:…` → bytes (only the blobs the manifest references).
-    pub blobs: BTreeMap<String, Vec<u8>>,
+    dir: PathBuf,
     /// The image manifest.
     pub manifest: Value,
     /// The image config.
     pub config: Value,
+    config_digest: String,
 }
 
 impl Layout {
     /// Reads the image of `tag` (its `org.opencontainers.image.ref.name`) from `dir`.
     pub fn read(dir: &Path, tag: &str) -> Result<Self> {
-        let blob = |digest: &str| -> Result<Vec<u8>> {
-            let path = dir.join("blobs").join(digest.replacen(':', "/", 1));
-            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-            ensure!(
-                sha256_digest(&bytes) == digest,
-                "{} does not match its digest",
-                path.display()
-            );
-            Ok(bytes)
-        };
         let index: Value = serde_json::from_slice(
             &std::fs::read(dir.join("index.json"))
                 .with_context(|| format!("read {}/index.json", dir.display()))?,
-        )?;
+        )
+        .with_context(|| format!("parse {}/index.json", dir.display()))?;
         let entry = index["manifests"]
             .as_array()
             .into_iter()
@@ -113,25 +115,70 @@ impl Layout {
             .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
             .with_context(|| format!("{} has no image tagged {tag}", dir.display()))?;
         let manifest_digest = entry["digest"].as_str().context("index entry digest")?;
-        let manifest: Value = serde_json::from_slice(&blob(manifest_digest)?)?;
+        let manifest: Value = serde_json::from_slice(&read_blob(dir, manifest_digest)?)
+            .context("parse the base manifest")?;
         let config_digest = manifest["config"]["digest"]
             .as_str()
             .context("manifest config digest")?
             .to_owned();
-        let mut blobs = BTreeMap::new();
-        let config_bytes = blob(&config_digest)?;
-        let config: Value = serde_json::from_slice(&config_bytes)?;
-        blobs.insert(config_digest, config_bytes);
-        for layer in manifest["layers"].as_array().context("manifest layers")? {
-            let digest = layer["digest"].as_str().context("layer digest")?;
-            blobs.insert(digest.to_owned(), blob(digest)?);
-        }
+        let config: Value = serde_json::from_slice(&read_blob(dir, &config_digest)?)
+            .context("parse the base config")?;
         Ok(Self {
-            blobs,
+            dir: dir.to_owned(),
             manifest,
             config,
+            config_digest,
         })
     }
+
+    /// The config and every layer, by digest, each checked against its digest.
+    pub fn blobs(&self) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut blobs = BTreeMap::new();
+        blobs.insert(
+            self.config_digest.clone(),
+            read_blob(&self.dir, &self.config_digest)?,
+        );
+        for layer in self.manifest["layers"]
+            .as_array()
+            .context("manifest layers")?
+        {
+            let digest = layer["digest"].as_str().context("layer digest")?;
+            blobs.insert(digest.to_owned(), read_blob(&self.dir, digest)?);
+        }
+        Ok(blobs)
+    }
+
+    /// The platform the image is for, as its config says (`linux/amd64`).
+    pub fn platform(&self) -> String {
+        format!(
+            "{}/{}",
+            self.config["os"].as_str().unwrap_or("?"),
+            self.config["architecture"].as_str().unwrap_or("?")
+        )
+    }
+
+    /// When the image was created (its config's `created`), in Unix seconds; 0 when the
+    /// config does not say.
+    pub fn created_epoch(&self) -> Result<u64> {
+        let Some(created) = self.config["created"].as_str() else {
+            return Ok(0);
+        };
+        let at: jiff::Timestamp = created
+            .parse()
+            .with_context(|| format!("the base config's `created` is `{created}`"))?;
+        Ok(u64::try_from(at.as_second()).unwrap_or(0))
+    }
+}
+
+fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>> {
+    let path = dir.join(blob_path(digest));
+    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    ensure!(
+        sha256_digest(&bytes) == digest,
+        "{} does not match its digest",
+        path.display()
+    );
+    Ok(bytes)
 }
 
 /// The files of a wheel (a zip), placed under `site-packages` in a new layer tree.
@@ -171,15 +218,29 @@ pub fn wheel_tree(wheel: &Path) -> Result<Tree> {
     Ok(tree)
 }
 
-/// The derived image: the base's layers, then `layer`; config and manifest rewritten.
-/// Returns the OCI layout files (path → bytes) and the manifest digest.
+/// The derived image's new files, before the base's blobs join them.
+#[derive(Debug)]
+pub struct Derived {
+    /// Layout path → bytes: the new config, the added layer, the manifest, `index.json`,
+    /// `oci-layout`.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// `sha256:…` of the manifest.
+    pub digest: String,
+    /// `<version>-<12 hex digits of the digest>`, then `latest`.
+    pub tags: [String; 2],
+    /// The manifest.
+    pub manifest: Value,
+}
+
+/// The derived image: the base's layers, then `added`; config and manifest rewritten,
+/// tagged `<version>-<12 hex digits of the digest>` and `latest`.
 pub fn derive(
     base: &Layout,
     added: &layer::Packed,
     what: &str,
     created: &str,
-    tags: &[String],
-) -> Result<(BTreeMap<String, Vec<u8>>, String)> {
+    version: &str,
+) -> Result<Derived> {
     let mut config = base.config.clone();
     config["rootfs"]["diff_ids"]
         .as_array_mut()
@@ -212,15 +273,13 @@ pub fn derive(
         .context("base manifest has no layers")?
         .push(json!({"mediaType": layer_type, "digest": layer_digest, "size": added.gz.len()}));
     let manifest_bytes = canonical_json(&manifest)?;
-    let manifest_digest = sha256_digest(&manifest_bytes);
+    let digest = sha256_digest(&manifest_bytes);
+    let tags = [oci::tag(version, &digest)?, "latest".to_owned()];
 
     let mut files = BTreeMap::new();
-    for (digest, bytes) in &base.blobs {
-        files.insert(blob_path(digest), bytes.clone());
-    }
     files.insert(blob_path(&config_digest), config_bytes);
     files.insert(blob_path(&layer_digest), added.gz.clone());
-    files.insert(blob_path(&manifest_digest), manifest_bytes.clone());
+    files.insert(blob_path(&digest), manifest_bytes.clone());
     let manifest_type = manifest["mediaType"]
         .as_str()
         .unwrap_or("application/vnd.oci.image.manifest.v1+json")
@@ -230,7 +289,7 @@ pub fn derive(
         .map(|tag| {
             json!({
                 "mediaType": manifest_type,
-                "digest": manifest_digest,
+                "digest": digest,
                 "size": manifest_bytes.len(),
                 "annotations": {
                     "io.containerd.image.name": format!("docker.io/{NAME}:{tag}"),
@@ -247,56 +306,108 @@ pub fn derive(
         "oci-layout".into(),
         canonical_json(&json!({"imageLayoutVersion": "1.0.0"}))?,
     );
-    Ok((files, manifest_digest))
+    Ok(Derived {
+        files,
+        digest,
+        tags,
+        manifest,
+    })
 }
 
-/// Builds the derived image from `base` (an OCI layout and tag; by default the pinned
-/// official image, copied once), as an [`Image`] ready for [`super::output::write`].
-pub fn build(
-    root: &Path,
-    base: Option<(PathBuf, String)>,
-    stamp: &super::stamp::Stamp,
-) -> Result<Image> {
-    let cache = cache_dir()?;
+/// Where the base comes from: the pinned official image, or a layout given by hand.
+#[derive(Debug, Clone)]
+pub enum Base {
+    /// The digest in [`pin::PIN_FILE`] (pinned now if the file holds none), copied once
+    /// into the cache.
+    Pinned,
+    /// This OCI layout directory and tag (`--superset-base DIR:TAG`).
+    Layout(PathBuf, String),
+}
+
+/// Builds `flightdeck/superset` into `<out>/superset/` (OCI layout and docker archive)
+/// unless that already holds exactly this image. `sh` runs skopeo from the checkout;
+/// `cache` keeps the base layout and the wheel.
+pub fn build(sh: &Shell, cache: &Path, base: Base, out: &Path) -> Result<(Image, Written)> {
+    let root = sh.current_dir();
     let requirements = root.join(crate::dashboard::install::REQUIREMENTS);
     let driver = driver_pin(
         &std::fs::read_to_string(&requirements)
             .with_context(|| format!("read {}", requirements.display()))?,
     )?;
     let (dir, base_tag) = match base {
-        Some(base) => base,
-        None => (fetch_base(&cache)?, "base".to_owned()),
+        Base::Layout(dir, tag) => (dir, tag),
+        Base::Pinned => {
+            let digest = pin::ensure(sh, &root)?;
+            (fetch_base(sh, cache, &digest)?, "base".to_owned())
+        }
     };
     let base = Layout::read(&dir, &base_tag)?;
-    let wheel = fetch_wheel(&cache, &driver)?;
-    let added = layer::pack(&wheel_tree(&wheel)?, stamp.epoch)?;
-    let tags = [tag(&driver), "latest".to_owned()];
+    ensure!(
+        base.platform() == "linux/amd64",
+        "the Superset base image in {} is for {}, not linux/amd64 (the platform of the cluster's nodes)",
+        dir.display(),
+        base.platform()
+    );
+    // NB: the base's own creation time, not the commit's: the image only changes when
+    // the base or the driver does, so a new commit does not roll the Superset pods.
+    let epoch = base.created_epoch()?;
+    let wheel = fetch_wheel(cache, &driver)?;
+    let added = layer::pack(&wheel_tree(&wheel)?, epoch)?;
     let what = format!("psycopg2-binary {} into {SITE_PACKAGES}", driver.version);
-    let (layout, digest) = derive(&base, &added, &what, &stamp.created, &tags)?;
-    let manifest: Value = serde_json::from_slice(&layout[&blob_path(&digest)])?;
-    let docker_manifest = canonical_json(&json!([{
+    let derived = derive(&base, &added, &what, &rfc3339(epoch), &version(&driver))?;
+
+    let manifest = &derived.manifest;
+    let sizes: u64 = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().into_iter().flatten())
+        .filter_map(|d| d["size"].as_u64())
+        .sum();
+    let manifest_size = derived.files[&blob_path(&derived.digest)].len() as u64;
+    let mut image = Image {
+        name: NAME.to_owned(),
+        tags: derived.tags.clone(),
+        digest: derived.digest.clone(),
+        // NB: the base's unpacked size is not known without unpacking it; what this
+        // build adds is.
+        uncompressed_size: added.uncompressed_size,
+        compressed_size: sizes + manifest_size,
+        layout: derived.files,
+        docker_manifest: docker_manifest(manifest, &derived.tags)?,
+    };
+    let planned = super::built::planned_in(out, BIN);
+    if let Ok(existing) = super::built::read(&planned)
+        && existing.digest == image.digest
+        && existing.tag == image.tags[0]
+        && planned.archive.is_file()
+    {
+        println!(
+            "==> {NAME}:{} is already in {}: nothing to write",
+            image.tags[0],
+            out.join(BIN).display()
+        );
+        return Ok((
+            image,
+            Written {
+                layout: planned.layout,
+                archive: planned.archive,
+            },
+        ));
+    }
+    for (digest, bytes) in base.blobs()? {
+        image.layout.insert(blob_path(&digest), bytes);
+    }
+    let written = output::write(&image, BIN, out, epoch).context("write the Superset image")?;
+    Ok((image, written))
+}
+
+/// docker's `manifest.json` for `manifest`, which makes the layout a `docker load` archive.
+fn docker_manifest(manifest: &Value, tags: &[String; 2]) -> Result<Vec<u8>> {
+    canonical_json(&json!([{
         "Config": blob_path(manifest["config"]["digest"].as_str().context("config digest")?),
         "RepoTags": tags.iter().map(|t| format!("{NAME}:{t}")).collect::<Vec<_>>(),
         "Layers": manifest["layers"].as_array().context("layers")?.iter()
             .map(|l| l["digest"].as_str().map(blob_path).context("layer digest"))
             .collect::<Result<Vec<_>>>()?,
-    }]))?;
-    let compressed_size = layout
-        .iter()
-        .filter(|(path, _)| path.starts_with("blobs/"))
-        .map(|(_, blob)| blob.len() as u64)
-        .sum();
-    Ok(Image {
-        name: NAME.to_owned(),
-        tags,
-        digest,
-        // NB: the base's unpacked size is not known without unpacking it; what this
-        // build adds is.
-        uncompressed_size: added.uncompressed_size,
-        compressed_size,
-        layout,
-        docker_manifest,
-    })
+    }]))
 }
 
 fn blob_path(digest: &str) -> String {
@@ -312,27 +423,27 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(cache.join("flightdeck").join("images"))
 }
 
-/// The base layout, copied by digest with skopeo on first use.
-pub fn fetch_base(cache: &Path) -> Result<PathBuf> {
-    if BASE_DIGEST.is_empty() {
-        bail!(
-            "the digest of {BASE} is not pinned yet: run\n  skopeo inspect --override-os linux \
-             --override-arch amd64 --format '{{{{.Digest}}}}' docker://{BASE}\nand write it into \
-             BASE_DIGEST in xtask/src/images/superset.rs (or pass --superset-base oci:DIR:TAG)"
-        );
-    }
-    let dir = cache.join(format!("superset-base-{}", BASE_DIGEST.replace(':', "-")));
+/// The base layout of `digest`, copied by digest with skopeo on first use into `cache`
+/// (complete or not at all: the copy lands in a temporary directory renamed at the end).
+pub fn fetch_base(sh: &Shell, cache: &Path, digest: &str) -> Result<PathBuf> {
+    let dir = cache.join(format!("superset-base-{}", digest.replace(':', "-")));
     if dir.join("index.json").exists() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(cache)?;
-    let repository = BASE.rsplit_once(':').map_or(BASE, |(r, _)| r);
-    let source = format!("docker://{repository}@{BASE_DIGEST}");
+    std::fs::create_dir_all(cache).with_context(|| format!("create {}", cache.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".superset-base.partial-")
+        .tempdir_in(cache)
+        .with_context(|| format!("create a directory in {}", cache.display()))?;
+    let source = pin::source(digest);
     println!(
-        "==> copying {source} into {} (first use only)",
+        "==> copying {source} into {} (once per machine: hundreds of MB)",
         dir.display()
     );
-    let status = Command::new("skopeo")
+    // NB: skopeo refuses to copy without a signature policy; the digest is the check
+    // here (skopeo verifies what it pulls against it), hence `--insecure-policy`.
+    let copy = Command::new("skopeo")
+        .env("PATH", sh.var_os("PATH").unwrap_or_default())
         .args([
             "--insecure-policy",
             "copy",
@@ -342,10 +453,36 @@ pub fn fetch_base(cache: &Path) -> Result<PathBuf> {
             "amd64",
         ])
         .arg(&source)
-        .arg(format!("oci:{}:base", dir.display()))
-        .status()
-        .context("run skopeo (install it: apt-get install skopeo)")?;
-    ensure!(status.success(), "skopeo could not copy {source}");
+        .arg(format!("oci:{}:base", staging.path().display()))
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .output()
+        .context("run skopeo (install it: `apt-get install skopeo`, or `nix develop`)")?;
+    let stderr = String::from_utf8_lossy(&copy.stderr);
+    if !copy.status.success() {
+        // NB: the registry's error code, as skopeo prints it, tells a digest that is
+        // gone from a network that is.
+        if stderr.contains("manifest unknown") || stderr.contains("MANIFEST_UNKNOWN") {
+            bail!(
+                "the pinned {} ({digest}, in {}) no longer resolves: the registry does not have that \
+                 digest any more. Fix: delete the pin line of {} so the next build pins the tag again, \
+                 check the new image, and commit the file.\nskopeo: {}",
+                pin::BASE,
+                pin::PIN_FILE,
+                pin::PIN_FILE,
+                stderr.trim()
+            );
+        }
+        bail!(
+            "skopeo could not copy {source} (the pin in {}): {}\nIt needs Docker Hub once per \
+             machine; offline, build with `--superset-base DIR:TAG` from a copy of the image",
+            pin::PIN_FILE,
+            stderr.trim()
+        );
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, &dir)
+        .with_context(|| format!("move {} to {}", staged.display(), dir.display()))?;
     Ok(dir)
 }
 
@@ -403,167 +540,4 @@ pub fn fetch_wheel(cache: &Path, driver: &Driver) -> Result<PathBuf> {
         driver.version
     );
     find().context("pip downloaded no wheel")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::images::layer::pack;
-
-    #[test]
-    fn the_driver_pin_comes_from_the_superset_requirements() -> Result<()> {
-        let text = std::fs::read_to_string(
-            crate::project_root().join(crate::dashboard::install::REQUIREMENTS),
-        )?;
-        let driver = driver_pin(&text)?;
-        assert_eq!(driver.version, "2.9.10");
-        assert!(driver.hashes.len() > 10, "{:?}", driver.hashes);
-        assert!(
-            driver
-                .hashes
-                .iter()
-                .all(|h| h.starts_with("sha256:") && h.len() == 71)
-        );
-        assert_eq!(tag(&driver), "6.0.0-psycopg2-2.9.10");
-        Ok(())
-    }
-
-    /// A small base image written as an OCI layout, like skopeo writes the real one.
-    fn base_layout(dir: &Path) -> Result<()> {
-        let mut tree = Tree::default();
-        tree.dir(SITE_PACKAGES, 0o755)?;
-        tree.file("app/.venv/bin/python", 0o755, b"#!python".to_vec())?;
-        let base_layer = pack(&tree, 1)?;
-        let config = canonical_json(&json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"User": "superset", "Env": ["PATH=/app/.venv/bin:/usr/bin"]},
-            "rootfs": {"type": "layers", "diff_ids": [base_layer.diff_id]},
-            "history": [{"created_by": "base"}],
-        }))?;
-        let manifest = canonical_json(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": sha256_digest(&config), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": sha256_digest(&base_layer.gz), "size": base_layer.gz.len()}],
-        }))?;
-        let blobs = dir.join("blobs/sha256");
-        std::fs::create_dir_all(&blobs)?;
-        for bytes in [&config, &manifest, &base_layer.gz] {
-            let digest = sha256_digest(bytes);
-            std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)?;
-        }
-        std::fs::write(
-            dir.join("index.json"),
-            canonical_json(&json!({"schemaVersion": 2, "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": sha256_digest(&manifest), "size": manifest.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "base"}}]}))?,
-        )?;
-        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        Ok(())
-    }
-
-    /// A wheel-shaped zip, made with Python's zipfile like a real one.
-    fn wheel(dir: &Path) -> Result<PathBuf> {
-        let src = dir.join("src");
-        std::fs::create_dir_all(src.join("psycopg2"))?;
-        std::fs::write(
-            src.join("psycopg2/__init__.py"),
-            "from ._psycopg import *\n",
-        )?;
-        std::fs::write(src.join("psycopg2/_psycopg.so"), b"\x7fELF")?;
-        let wheel = dir.join("psycopg2_binary-2.9.10-cp310-cp310-manylinux_2_17_x86_64.whl");
-        let status = Command::new("python3")
-            .args(["-m", "zipfile", "-c"])
-            .arg(&wheel)
-            .arg(src.join("psycopg2"))
-            .status()?;
-        ensure!(status.success(), "zip");
-        Ok(wheel)
-    }
-
-    #[test]
-    fn the_driver_layer_goes_on_top_of_the_unchanged_base_layers() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let base_dir = dir.path().join("base");
-        base_layout(&base_dir)?;
-        let base = Layout::read(&base_dir, "base")?;
-        let tree = wheel_tree(&wheel(dir.path())?)?;
-        let added = pack(&tree, 7)?;
-        let tags = ["6.0.0-psycopg2-2.9.10".to_owned()];
-        let (files, digest) = derive(
-            &base,
-            &added,
-            "psycopg2-binary 2.9.10",
-            "1970-01-01T00:00:07Z",
-            &tags,
-        )?;
-
-        // Written out, the new layout reads back as an image with one more layer.
-        let out = dir.path().join("derived");
-        for (path, bytes) in &files {
-            let file = out.join(path);
-            std::fs::create_dir_all(file.parent().context("parent")?)?;
-            std::fs::write(file, bytes)?;
-        }
-        let derived = Layout::read(&out, &tags[0])?;
-        assert_eq!(
-            sha256_digest(&files[&format!("blobs/{}", digest.replacen(':', "/", 1))]),
-            digest
-        );
-        let layers = derived.manifest["layers"].as_array().context("layers")?;
-        assert_eq!(layers.len(), 2);
-        assert_eq!(
-            layers[0], base.manifest["layers"][0],
-            "the base layer is reused as is"
-        );
-        let diff_ids = derived.config["rootfs"]["diff_ids"]
-            .as_array()
-            .context("diff_ids")?;
-        assert_eq!(diff_ids.len(), 2);
-        assert_eq!(diff_ids[1], added.diff_id.as_str());
-        assert_eq!(
-            derived.config["config"]["User"], "superset",
-            "the base config is kept"
-        );
-        assert_eq!(
-            derived.config["history"][1]["created_by"],
-            "cargo xtask images: psycopg2-binary 2.9.10"
-        );
-
-        // The driver lands in the image's site-packages.
-        let tar = flate2::read::GzDecoder::new(
-            &derived.blobs[layers[1]["digest"].as_str().context("digest")?][..],
-        );
-        let mut paths: Vec<String> = tar::Archive::new(tar)
-            .entries()?
-            .map(|e| Ok(e?.path()?.to_string_lossy().into_owned()))
-            .collect::<Result<_>>()?;
-        paths.sort();
-        assert!(
-            paths.contains(&format!("{SITE_PACKAGES}/psycopg2/_psycopg.so")),
-            "{paths:?}"
-        );
-
-        // skopeo, when installed, reads the derived layout like any other image.
-        if localstack::tools::on_path("skopeo").is_some() {
-            let out = Command::new("skopeo")
-                .args(["inspect", "--raw"])
-                .arg(format!(
-                    "oci:{}:{}",
-                    dir.path().join("derived").display(),
-                    tags[0]
-                ))
-                .output()?;
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(sha256_digest(&out.stdout), digest);
-        }
-        Ok(())
-    }
 }

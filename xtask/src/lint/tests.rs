@@ -303,3 +303,38 @@ fn line_of_walks_keys_and_sequence_items() {
     );
     assert_eq!(doc.line_of(&[key("a"), key("d")]), 7);
 }
+
+#[test]
+fn an_empty_superset_pin_is_a_warning_and_a_broken_one_a_finding() {
+    use crate::images::superset::pin::{self, BASE, PIN_FILE};
+    let root = tempfile::tempdir().expect("a directory");
+    let (mut findings, mut warnings) = (Vec::new(), Vec::new());
+    super::superset_pin(root.path(), &mut findings, &mut warnings).expect("no file");
+    assert_eq!(findings, []);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].contains("is not pinned yet") && warnings[0].contains("commit the file"),
+        "{warnings:?}"
+    );
+
+    let file = root.path().join(PIN_FILE);
+    std::fs::create_dir_all(file.parent().expect("a parent")).expect("create");
+    std::fs::write(
+        &file,
+        format!("{}\n{BASE}@sha256:{}\n", pin::header(), "c".repeat(64)),
+    )
+    .expect("write");
+    let (mut findings, mut warnings) = (Vec::new(), Vec::new());
+    super::superset_pin(root.path(), &mut findings, &mut warnings).expect("a pin");
+    assert_eq!((findings.len(), warnings.len()), (0, 0));
+
+    std::fs::write(&file, format!("{}\n{BASE}@latest\n", pin::header())).expect("write");
+    super::superset_pin(root.path(), &mut findings, &mut warnings).expect("read");
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].file, std::path::Path::new(PIN_FILE));
+    assert_eq!(findings[0].line, pin::header().lines().count() + 2);
+    assert!(
+        findings[0].message.contains("`latest` is not a digest"),
+        "{findings:?}"
+    );
+}
