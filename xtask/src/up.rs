@@ -5,7 +5,9 @@
 //! ports, a cluster of our name made by someone else, a checkout with a commit): each
 //! problem is one message with its fix, before anything is created. Then it creates the
 //! cluster from `infrastructure/k3d/cluster.yaml` unless it exists, builds the service
-//! images and imports them under their digest-derived tags, applies Terraform
+//! images and the Superset image ([`crate::images::superset`]: the official release by
+//! its pinned digest plus the PostgreSQL driver) and imports them under their
+//! digest-derived tags, applies Terraform
 //! (namespaces, Argo CD, generated secrets), starts the in-cluster git server, pushes a
 //! snapshot commit of the working tree to it ([`crate::cluster::snapshot`]), applies the
 //! app of apps and waits with Kubernetes watches until every Application is Synced and
@@ -26,6 +28,7 @@ use crate::cluster::snapshot::{Checkout, short};
 use crate::cluster::source::{self, Source};
 use crate::cluster::{self, CONTEXT, preflight, progress, wait::Timeouts};
 use crate::images::built;
+use crate::images::superset::pin::{self, Pin};
 
 /// Create the k3d cluster (unless it exists), deploy the checkout and wait until it is ready.
 #[derive(Debug, clap::Args)]
@@ -34,8 +37,8 @@ pub struct Up {
     /// without running anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not build and import the service images: deploy the tags of the last build
-    /// (target/images), which must still be in the cluster.
+    /// Do not build and import the images (the services' and Superset's): deploy the
+    /// tags of the last build (target/images), which must still be in the cluster.
     #[arg(long)]
     pub skip_images: bool,
     /// The longest one component may take once its controller started on it
@@ -60,6 +63,14 @@ impl Up {
         };
         if !self.dry_run {
             crate::doctor::require_up_tools()?;
+        }
+        // A pin of Superset's base that cannot be read fails before anything is created;
+        // an empty one is filled by the image build (which says so).
+        if !self.skip_images {
+            match pin::read(&root)? {
+                Pin::Digest(_) => {}
+                Pin::Empty => eprintln!("up: note: {}", pin::describe(&root)),
+            }
         }
         let cluster = cluster_state(sh, self.dry_run)?;
         if let ClusterState::Foreign(why) = &cluster {

@@ -270,8 +270,9 @@ pub fn up(facts: &UpFacts) -> Plan {
     }
     if facts.build_images {
         plan.run(
-            "build the service images (reproducible: an unchanged tree gives the same digests, so the same tags)",
-            &["cargo", "xtask", "images"],
+            "build the service images and Superset's (the same inputs give the same digests, so the same tags; \
+             Superset's base by the digest in infrastructure/superset/base-image.lock, copied once)",
+            &["cargo", "xtask", "images", "--superset"],
         );
         let mut line = vec!["k3d", "image", "import", "--cluster", CLUSTER];
         line.extend(facts.images.iter().map(|i| i.archive.as_str()));
@@ -281,7 +282,7 @@ pub fn up(facts: &UpFacts) -> Plan {
         );
     } else {
         plan.push(
-            "build and import the service images",
+            "build and import the images",
             Action::Skip(
                 "--skip-images: the tags of the last build in target/images are deployed".into(),
             ),

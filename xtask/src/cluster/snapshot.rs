@@ -253,31 +253,121 @@ fn is_yaml(file: &str) -> bool {
 
 /// `text` with every YAML scalar that is exactly one of `images` (an `image:` field, an
 /// `*_IMAGE` env value, a list item) given that image's tag. Comments and layout stay.
+///
+/// Helm charts split the reference (`image: {repository: …, tag: …}`, rendered as
+/// `repository:tag`): a `repository:` naming one of `images` keeps its value, and the tag
+/// goes into its sibling `tag:`, which is added right after it when the mapping has none.
 pub fn retag(text: &str, images: &[ImageTag]) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.split_inclusive('\n') {
-        let (body, newline) = match line.strip_suffix('\n') {
-            Some(body) => (body, "\n"),
-            None => (line, ""),
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // Line index → its replacement (without the newline), and lines added after a line.
+    let mut replaced: Vec<Option<String>> = vec![None; lines.len()];
+    let mut added: Vec<Option<String>> = vec![None; lines.len()];
+    for (i, line) in lines.iter().enumerate() {
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        let Some((start, end)) = scalar(body) else {
+            continue;
         };
-        match scalar(body) {
-            Some((start, end)) => {
-                let value = &body[start..end];
-                match images.iter().find(|i| i.name == value) {
-                    Some(image) => {
-                        out.push_str(&body[..end]);
-                        out.push(':');
-                        out.push_str(&image.tag);
-                        out.push_str(&body[end..]);
-                    }
-                    None => out.push_str(body),
+        let Some(image) = images.iter().find(|i| i.name == body[start..end]) else {
+            continue;
+        };
+        if key_of(body, start) == "repository:" {
+            let column = key_column(body);
+            let tag = format!("tag: \"{}\"", image.tag);
+            match sibling(&lines, i, column, "tag:") {
+                Some(t) => {
+                    let line = lines[t].strip_suffix('\n').unwrap_or(lines[t]);
+                    let comment = line
+                        .find(" #")
+                        .map_or("", |at| &line[line[..at].trim_end().len()..]);
+                    replaced[t] = Some(format!("{}{tag}{comment}", &line[..column]));
                 }
+                None => added[i] = Some(format!("{}{tag}", " ".repeat(column))),
             }
-            None => out.push_str(body),
+        } else {
+            replaced[i] = Some(format!("{}:{}{}", &body[..end], image.tag, &body[end..]));
         }
-        out.push_str(newline);
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in lines.iter().enumerate() {
+        let newline = if line.ends_with('\n') { "\n" } else { "" };
+        match &replaced[i] {
+            Some(new) => {
+                out.push_str(new);
+                out.push_str(newline);
+            }
+            None => out.push_str(line),
+        }
+        if let Some(extra) = &added[i] {
+            if newline.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(extra);
+            out.push_str(if newline.is_empty() { "" } else { "\n" });
+        }
     }
     out
+}
+
+/// The key of the line whose value starts at `start` (`image:`, `repository:`), without
+/// indentation, a list item's dash or the value's opening quote.
+fn key_of(line: &str, start: usize) -> &str {
+    line[..start]
+        .trim()
+        .trim_end_matches(['"', '\''])
+        .trim_start_matches("- ")
+        .trim()
+}
+
+/// The column where a line's key starts: its indentation, plus a list item's `- `.
+fn key_column(line: &str) -> usize {
+    let indent = line.len() - line.trim_start().len();
+    let rest = &line[indent..];
+    match rest.strip_prefix("- ") {
+        Some(item) => indent + 2 + (item.len() - item.trim_start().len()),
+        None => indent,
+    }
+}
+
+/// The line of the key `key` (`tag:`) in the same YAML mapping as the key at `column` on
+/// line `at`: the lines around it whose key starts at that column, up to a line indented
+/// less (which ends the mapping, or starts it when it is a list item's `- key:`).
+fn sibling(lines: &[&str], at: usize, column: usize, key: &str) -> Option<usize> {
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let meaningful = |line: &str| {
+        let trimmed = line.trim();
+        !trimmed.is_empty() && !trimmed.starts_with('#')
+    };
+    let is_key = |line: &str| {
+        key_column(line) == column && line.get(column..).is_some_and(|k| k.starts_with(key))
+    };
+    for (j, line) in lines.iter().enumerate().skip(at + 1) {
+        if !meaningful(line) {
+            continue;
+        }
+        if indent(line) < column {
+            break;
+        }
+        if is_key(line) {
+            return Some(j);
+        }
+    }
+    if indent(lines[at]) < column {
+        // `at` is the list item's first line: the mapping starts there.
+        return None;
+    }
+    for j in (0..at).rev() {
+        let line = lines[j];
+        if !meaningful(line) {
+            continue;
+        }
+        if is_key(line) {
+            return Some(j);
+        }
+        if indent(line) < column {
+            break;
+        }
+    }
+    None
 }
 
 /// The byte range of the plain or quoted scalar value on a YAML line (`key: value`,
@@ -308,8 +398,8 @@ fn scalar(line: &str) -> Option<(usize, usize)> {
 }
 
 /// `(line, image)` of every reference to one of our images that has no tag: an `image:`
-/// field, or the value of an environment variable named `*_IMAGE` (`- name:` on the
-/// line before `value:`).
+/// field, the value of an environment variable named `*_IMAGE` (`- name:` on the line
+/// before `value:`), or a Helm `repository:` whose mapping has no `tag:` with a value.
 fn untagged_references(text: &str) -> Vec<(usize, String)> {
     let lines: Vec<&str> = text.lines().collect();
     lines
@@ -318,7 +408,7 @@ fn untagged_references(text: &str) -> Vec<(usize, String)> {
         .filter_map(|(i, line)| {
             let (start, end) = scalar(line)?;
             let value = &line[start..end];
-            let key = line[..start].trim().trim_start_matches("- ");
+            let key = key_of(line, start);
             let image_env = key.starts_with("value:")
                 && i > 0
                 && lines[i - 1]
@@ -326,7 +416,11 @@ fn untagged_references(text: &str) -> Vec<(usize, String)> {
                     .trim_start_matches("- ")
                     .strip_prefix("name:")
                     .is_some_and(|name| name.trim().trim_matches(['"', '\'']).ends_with("_IMAGE"));
-            let is_image = key.starts_with("image:") || image_env;
+            let helm_untagged = key == "repository:"
+                && sibling(&lines, i, key_column(line), "tag:")
+                    .and_then(|t| scalar(lines[t]))
+                    .is_none_or(|(s, e)| s == e);
+            let is_image = key.starts_with("image:") || image_env || helm_untagged;
             (is_image && is_our_untagged_image(value)).then(|| (i + 1, value.to_owned()))
         })
         .collect()

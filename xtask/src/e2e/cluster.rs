@@ -2,8 +2,8 @@
 //! platform `cargo xtask up` runs.
 //!
 //! - Before anything changes: the Kafka port-forward's host port must be free, and the
-//!   images `cargo xtask up` built must be the ones the processor pods run (read from
-//!   their status, not from the manifests).
+//!   images `cargo xtask up` built must be the ones the processor pods and the Superset
+//!   web pods run (read from their status, not from the manifests).
 //! - The deployed processor does the work. The live producer would add real flights to
 //!   the table, so it is paused for the run: auto-sync of the app of apps and of the
 //!   `flightdeck` Application is switched off (each one's setting remembered) and the
@@ -86,6 +86,7 @@ pub fn run(sh: &Shell, fixtures: &[PathBuf], snapshots: bool) -> anyhow::Result<
         cluster::ready_or_forensics(&client, &goal, READY, progress.as_mut(), &target).await?;
         drop(progress);
         builds.check_processor(&client).await?;
+        builds.check_superset(&client).await?;
 
         let mut paused = Vec::new();
         let result = match pause_live_producer(&client, &mut paused).await {

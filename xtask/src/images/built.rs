@@ -23,7 +23,8 @@ pub struct Planned {
     pub layout: PathBuf,
 }
 
-/// Every image `cargo xtask images` builds (one per service binary), without building.
+/// Every image `cargo xtask images --superset` builds (one per service binary, then
+/// Superset's), without building.
 pub fn planned(sh: &Shell) -> Result<Vec<Planned>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let metadata = cmd!(sh, "{cargo} metadata --no-deps --format-version 1")
@@ -35,7 +36,9 @@ pub fn planned(sh: &Shell) -> Result<Vec<Planned>> {
     Ok(workspace
         .services
         .iter()
-        .map(|service| planned_in(&out, &service.bin))
+        .map(|service| service.bin.as_str())
+        .chain([super::superset::BIN])
+        .map(|bin| planned_in(&out, bin))
         .collect())
 }
 
@@ -75,7 +78,7 @@ pub fn read(planned: &Planned) -> Result<Built> {
     let index_file = planned.layout.join("index.json");
     let text = std::fs::read_to_string(&index_file).with_context(|| {
         format!(
-            "no image of {} in {}: run `cargo xtask images` (or `cargo xtask up`, which builds it)",
+            "no image of {} in {}: run `cargo xtask images --superset` (or `cargo xtask up`, which builds it)",
             planned.bin,
             planned.layout.display()
         )
@@ -200,7 +203,7 @@ mod tests {
         let out = tempfile::tempdir().expect("a directory");
         let error = read(&planned_in(out.path(), "processor")).expect_err("nothing built");
         assert!(
-            format!("{error:#}").contains("run `cargo xtask images`"),
+            format!("{error:#}").contains("run `cargo xtask images --superset`"),
             "{error:#}"
         );
     }

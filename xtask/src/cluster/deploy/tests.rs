@@ -27,12 +27,13 @@ const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/processing/deployments";
 const GIT_PODS: &str = "/api/v1/namespaces/argocd/pods";
 
 /// A checkout of a tiny platform: the setting, the app of apps, one child Application
-/// synced from the checkout, and our processor.
+/// synced from the checkout, our processor and a Job on our Superset image.
 struct Repo {
     dir: tempfile::TempDir,
     sh: Shell,
     tools: FakeTools,
     image: Built,
+    superset: Built,
 }
 
 fn write(root: &Path, file: &str, text: &str) {
@@ -70,9 +71,16 @@ fn checkout(push_report: &str) -> Repo {
         "infrastructure/k8s/flightdeck/processor.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: processor\nspec:\n  template:\n    spec:\n      containers:\n        - name: processor\n          image: flightdeck/processor\n",
     );
+    write(
+        root,
+        "infrastructure/k8s/flightdeck/dashboard-import.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: import\nspec:\n  template:\n    spec:\n      containers:\n        - name: import\n          image: flightdeck/superset\n",
+    );
     write(root, ".gitignore", "target/\n");
     let image =
         built::write_test_image(&root.join("target/images"), "processor", "v1").expect("an image");
+    let superset =
+        built::write_test_image(&root.join("target/images"), "superset", "v1").expect("an image");
 
     let tools = FakeTools::new();
     for tool in ["k3d", "cargo", "kubectl"] {
@@ -116,6 +124,7 @@ fn checkout(push_report: &str) -> Repo {
         sh,
         tools,
         image,
+        superset,
     }
 }
 
@@ -129,10 +138,12 @@ impl Repo {
         plan::up(&UpFacts {
             cluster: ClusterState::Absent,
             kubeconfig: "/home/dev/.kube/config".into(),
-            images: vec![PlannedImage {
-                name: "flightdeck/processor".into(),
-                archive: "target/images/processor/processor.tar".into(),
-            }],
+            images: ["processor", "superset"]
+                .map(|bin| PlannedImage {
+                    name: format!("flightdeck/{bin}"),
+                    archive: format!("target/images/{bin}/{bin}.tar"),
+                })
+                .to_vec(),
             build_images: true,
             source: self.source(),
         })
@@ -145,10 +156,10 @@ impl Repo {
     /// The snapshot `up` will push: computed ahead, since it is deterministic.
     fn expected_snapshot(&self) -> String {
         let checkout = Checkout::inspect(&self.sh).expect("a checkout");
-        let tags = [ImageTag {
-            name: self.image.name.clone(),
-            tag: self.image.tag.clone(),
-        }];
+        let tags = [&self.image, &self.superset].map(|image| ImageTag {
+            name: image.name.clone(),
+            tag: image.tag.clone(),
+        });
         snapshot::create(&self.sh, &checkout, &tags)
             .expect("a snapshot")
             .commit
@@ -167,10 +178,9 @@ impl Repo {
             target: self.root().join("target"),
             source: self.source(),
             checkout: Some(Checkout::inspect(&self.sh).expect("a checkout")),
-            images: vec![built::planned_in(
-                &self.root().join("target/images"),
-                "processor",
-            )],
+            images: ["processor", "superset"]
+                .map(|bin| built::planned_in(&self.root().join("target/images"), bin))
+                .to_vec(),
             timeouts: Timeouts {
                 component: Duration::from_secs(600),
                 total: Duration::from_secs(1800),
@@ -251,8 +261,8 @@ fn calls(tools: &FakeTools) -> Vec<String> {
 fn expected_calls(snapshot: &str, through: usize) -> Vec<String> {
     let all = [
         "k3d cluster create --config infrastructure/k3d/cluster.yaml".to_owned(),
-        "cargo xtask images".to_owned(),
-        "k3d image import --cluster flightdeck target/images/processor/processor.tar".to_owned(),
+        "cargo xtask images --superset".to_owned(),
+        "k3d image import --cluster flightdeck target/images/processor/processor.tar target/images/superset/superset.tar".to_owned(),
         "terraform -chdir=infrastructure/terraform init -input=false".to_owned(),
         "terraform -chdir=infrastructure/terraform apply -input=false -auto-approve -var kube_context=k3d-flightdeck -var kubeconfig_path=/home/dev/.kube/config".to_owned(),
         "kubectl --context k3d-flightdeck apply -f infrastructure/k3d/git-server.yaml".to_owned(),
@@ -302,6 +312,15 @@ fn up_runs_its_plan_in_order_pushes_the_snapshot_and_waits_for_its_revision() {
         "{deployed}"
     );
     assert!(repo.image.tag.starts_with("0.1.0-") && repo.image.tag.len() == "0.1.0-".len() + 12);
+    // Superset's image too, by the tag of the build that was imported.
+    let spec = format!("{snapshot}:infrastructure/k8s/flightdeck/dashboard-import.yaml");
+    let job = xshell::cmd!(repo.sh, "git show {spec}")
+        .read()
+        .expect("git show");
+    assert!(
+        job.contains(&format!("image: flightdeck/superset:{}", repo.superset.tag)),
+        "{job}"
+    );
 }
 
 #[test]

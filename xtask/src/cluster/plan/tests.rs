@@ -6,7 +6,7 @@ fn facts(cluster: ClusterState) -> UpFacts {
     UpFacts {
         cluster,
         kubeconfig: "~/.kube/config".into(),
-        images: ["processor", "producer"]
+        images: ["processor", "producer", "superset"]
             .map(|bin| PlannedImage {
                 name: format!("flightdeck/{bin}"),
                 archive: format!("target/images/{bin}/{bin}.tar"),

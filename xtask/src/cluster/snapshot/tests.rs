@@ -295,3 +295,167 @@ fn only_whole_scalars_are_retagged() {
     assert!(!is_our_untagged_image("flightdeck/"));
     assert!(!is_our_untagged_image("quay.io/flightdeck/x"));
 }
+
+fn superset() -> ImageTag {
+    ImageTag {
+        name: "flightdeck/superset".into(),
+        tag: "6.0.0-psycopg2-2.9.10-5e7a0c9d2b41".into(),
+    }
+}
+
+#[test]
+fn a_helm_chart_s_image_gets_the_tag_in_its_sibling_tag_key() {
+    let images = [superset()];
+    // The chart renders `repository:tag`: the repository stays, the tag is set or added.
+    let values = [
+        "image:",
+        "  repository: flightdeck/superset  # tagged by up",
+        "  pullPolicy: IfNotPresent",
+        "initContainers:",
+        "  - name: wait-for-postgres",
+        "    image: flightdeck/superset",
+        "before:",
+        "  tag: old",
+        "  repository: flightdeck/superset",
+        "other:",
+        "  nested:",
+        "    tag: keep",
+        "  repository: \"flightdeck/superset\"",
+        "",
+        "  # a comment between siblings",
+        "  tag: \"\"  # set by up",
+        "items:",
+        "  - repository: flightdeck/superset",
+        "    tag: stale",
+        "  - repository: flightdeck/superset",
+        "  - tag: first",
+        "    repository: flightdeck/superset",
+        "last:",
+        "  repository: flightdeck/superset",
+    ]
+    .join("\n");
+    let tag = "\"6.0.0-psycopg2-2.9.10-5e7a0c9d2b41\"";
+    assert_eq!(
+        retag(&values, &images),
+        [
+            "image:",
+            "  repository: flightdeck/superset  # tagged by up",
+            &format!("  tag: {tag}"),
+            "  pullPolicy: IfNotPresent",
+            "initContainers:",
+            "  - name: wait-for-postgres",
+            "    image: flightdeck/superset:6.0.0-psycopg2-2.9.10-5e7a0c9d2b41",
+            "before:",
+            &format!("  tag: {tag}"),
+            "  repository: flightdeck/superset",
+            "other:",
+            "  nested:",
+            "    tag: keep",
+            "  repository: \"flightdeck/superset\"",
+            "",
+            "  # a comment between siblings",
+            &format!("  tag: {tag}  # set by up"),
+            "items:",
+            "  - repository: flightdeck/superset",
+            &format!("    tag: {tag}"),
+            "  - repository: flightdeck/superset",
+            &format!("    tag: {tag}"),
+            &format!("  - tag: {tag}"),
+            "    repository: flightdeck/superset",
+            "last:",
+            "  repository: flightdeck/superset",
+            &format!("  tag: {tag}"),
+        ]
+        .join("\n")
+    );
+    let parsed: serde_yaml::Value =
+        serde_yaml::from_str(&retag(&values, &images)).expect("still YAML, no duplicate key");
+    assert_eq!(
+        parsed["image"]["tag"].as_str(),
+        Some("6.0.0-psycopg2-2.9.10-5e7a0c9d2b41")
+    );
+}
+
+#[test]
+fn a_helm_repository_of_ours_without_a_tag_after_retagging_is_refused() {
+    let (dir, sh) = repository();
+    write(
+        dir.path(),
+        "infrastructure/k8s/apps/superset.yaml",
+        "spec:\n  source:\n    helm:\n      valuesObject:\n        image:\n          repository: flightdeck/superset\n          pullPolicy: IfNotPresent\n",
+    );
+    // Not built: the chart would render `flightdeck/superset:<its appVersion>`.
+    let error = create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &images())
+        .expect_err("flightdeck/superset was not built");
+    assert!(
+        format!("{error:#}")
+            .contains("infrastructure/k8s/apps/superset.yaml:6: flightdeck/superset"),
+        "{error:#}"
+    );
+
+    let mut built = images();
+    built.push(superset());
+    let snapshot =
+        create(&sh, &Checkout::inspect(&sh).expect("a checkout"), &built).expect("built: tagged");
+    assert!(
+        snapshot
+            .retagged
+            .contains(&"infrastructure/k8s/apps/superset.yaml".to_owned())
+    );
+    assert_eq!(
+        show(
+            &sh,
+            &snapshot.commit,
+            "infrastructure/k8s/apps/superset.yaml"
+        ),
+        "spec:\n  source:\n    helm:\n      valuesObject:\n        image:\n          repository: flightdeck/superset\n          tag: \"6.0.0-psycopg2-2.9.10-5e7a0c9d2b41\"\n          pullPolicy: IfNotPresent"
+    );
+}
+
+#[test]
+fn the_repository_s_superset_manifests_get_the_build_s_tag_everywhere() {
+    let root = crate::project_root();
+    let tag = superset().tag;
+    let reference = format!("flightdeck/superset:{tag}");
+
+    let app = fs::read_to_string(root.join("infrastructure/k8s/apps/superset.yaml"))
+        .expect("the Superset Application");
+    assert!(!app.contains("flightdeck/superset:"), "untagged in git");
+    let tagged = retag(&app, &[superset()]);
+    assert_eq!(untagged_references(&tagged), []);
+    let app: serde_yaml::Value = serde_yaml::from_str(&tagged).expect("YAML");
+    let values = &app["spec"]["source"]["helm"]["valuesObject"];
+    // The chart renders `repository:tag` for the web pods and the init Job.
+    assert_eq!(
+        values["image"]["repository"].as_str(),
+        Some("flightdeck/superset")
+    );
+    assert_eq!(values["image"]["tag"].as_str(), Some(tag.as_str()));
+    for init in ["supersetNode", "init"] {
+        assert_eq!(
+            values[init]["initContainers"][0]["image"].as_str(),
+            Some(reference.as_str()),
+            "{init}"
+        );
+    }
+
+    let job = fs::read_to_string(root.join("infrastructure/k8s/superset/import-job.yaml"))
+        .expect("the import Job");
+    let tagged = retag(&job, &[superset()]);
+    assert_eq!(untagged_references(&tagged), []);
+    let job: serde_yaml::Value = serde_yaml::from_str(&tagged).expect("YAML");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"].as_str(),
+        Some(reference.as_str())
+    );
+    // Without the build, both are refused rather than deployed with the chart's default.
+    assert_eq!(
+        untagged_references(&app_text_untouched(&root)).len(),
+        3,
+        "image.repository and the two init containers"
+    );
+}
+
+fn app_text_untouched(root: &Path) -> String {
+    fs::read_to_string(root.join("infrastructure/k8s/apps/superset.yaml")).expect("read")
+}

@@ -1,6 +1,8 @@
 //! Whether the cluster runs the images that were just built: read from each pod's
 //! container status (what the kubelet actually started), compared with the OCI layouts
-//! `cargo xtask images` wrote. A mismatch names the pod, what it runs and what was built.
+//! `cargo xtask images --superset` wrote. A mismatch names the pod, what it runs and what
+//! was built. Checked: the processor pods, the replay Job's pod (the producer) and the
+//! Superset web pods, whose image `up` builds and rolls out the same way.
 
 use std::path::Path;
 
@@ -11,21 +13,32 @@ use kube::api::{Api, ListParams};
 
 use super::NAMESPACE;
 use crate::images::built::{self, Built};
+use crate::images::superset;
 
-/// The builds of the two images the e2e runs.
+/// Where the Superset chart runs its web pods.
+const SUPERSET_NAMESPACE: &str = "superset";
+/// The chart's labels of its web pods (the init Job's pod has them too, but is not
+/// running once `up` is done) and their container's name, the chart's.
+const SUPERSET_PODS: &str = "app=superset,release=superset";
+const SUPERSET_CONTAINER: &str = "superset";
+
+/// The builds of the images the e2e checks.
 pub struct Builds {
     /// `flightdeck/processor`.
     pub processor: Built,
     /// `flightdeck/producer`, which the replay Job runs.
     pub producer: Built,
+    /// `flightdeck/superset`, which the Superset web pods run.
+    pub superset: Built,
 }
 
 impl Builds {
-    /// Reads both from `images` (`target/images`).
+    /// Reads them from `images` (`target/images`).
     pub fn read(images: &Path) -> anyhow::Result<Self> {
         Ok(Self {
             processor: built::read(&built::planned_in(images, "processor"))?,
             producer: built::read(&built::planned_in(images, "producer"))?,
+            superset: built::read(&built::planned_in(images, superset::BIN))?,
         })
     }
 
@@ -46,6 +59,33 @@ impl Builds {
             "e2e: the processor runs {} ({})",
             self.processor.reference(),
             self.processor.digest
+        );
+        Ok(())
+    }
+
+    /// Every running Superset web pod must run the Superset image just built.
+    pub async fn check_superset(&self, client: &kube::Client) -> anyhow::Result<()> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), SUPERSET_NAMESPACE);
+        let list = pods
+            .list(
+                &ListParams::default()
+                    .labels(SUPERSET_PODS)
+                    .fields("status.phase=Running"),
+            )
+            .await
+            .context("list the Superset pods")?;
+        if list.items.is_empty() {
+            bail!(
+                "no running Superset pod in {SUPERSET_NAMESPACE} (labels {SUPERSET_PODS}): is the platform up (`cargo xtask up`)?"
+            );
+        }
+        for pod in &list.items {
+            runs(pod, SUPERSET_CONTAINER, &self.superset)?;
+        }
+        eprintln!(
+            "e2e: Superset runs {} ({})",
+            self.superset.reference(),
+            self.superset.digest
         );
         Ok(())
     }

@@ -246,6 +246,7 @@ async fn the_replay_job_is_created_and_its_summary_read_from_its_log() {
             digest: format!("sha256:3f2a9c0d1b7e{}", "1".repeat(52)),
             config_digest: format!("sha256:{}", "9".repeat(64)),
         },
+        superset: superset_build(),
     };
     builds
         .check_replay(&pod)
@@ -287,6 +288,79 @@ fn built(bin: &str, hex: &str) -> Built {
     }
 }
 
+fn superset_build() -> Built {
+    Built {
+        name: "flightdeck/superset".into(),
+        tag: "6.0.0-psycopg2-2.9.10-5e7a0c9d2b41".into(),
+        digest: format!("sha256:5e7a0c9d2b41{}", "2".repeat(52)),
+        config_digest: format!("sha256:{}", "8".repeat(64)),
+    }
+}
+
+fn superset_pod(name: &str, image: &str, image_id: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "superset",
+            "labels": {"app": "superset", "release": "superset"}},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "superset", "ready": true,
+            "restartCount": 0, "image": image, "imageID": image_id}]}})
+}
+
+fn running_superset_pods(items: Vec<Value>) -> crate::cluster::verifier::Exchange {
+    Expect::get("/api/v1/namespaces/superset/pods")
+        .query("labelSelector", "app=superset,release=superset")
+        .query("fieldSelector", "status.phase=Running")
+        .reply(Reply::List(items))
+}
+
+#[tokio::test(start_paused = true)]
+async fn superset_must_run_the_image_up_built_and_an_older_one_is_named() {
+    let build = superset_build();
+    let current = format!("docker.io/{}", build.reference());
+    let scenario = Scenario::new()
+        .then(running_superset_pods(vec![superset_pod(
+            "superset-7c9d5-k2x8p",
+            &current,
+            &build.config_digest,
+        )]))
+        .then(running_superset_pods(vec![
+            superset_pod("superset-7c9d5-k2x8p", &current, &build.config_digest),
+            superset_pod(
+                "superset-5b8f4-q9w2z",
+                "docker.io/flightdeck/superset:6.0.0-psycopg2-2.9.10-ffffffffffff",
+                &format!("sha256:{}", "f".repeat(64)),
+            ),
+        ]))
+        .then(running_superset_pods(vec![]));
+    let (client, verifier) = Verifier::start(scenario);
+    let builds = Builds {
+        processor: built("processor", "0123456789ab"),
+        producer: built("producer", "3f2a9c0d1b7e"),
+        superset: build,
+    };
+    builds
+        .check_superset(&client)
+        .await
+        .expect("the pod runs the build");
+    let error = builds
+        .check_superset(&client)
+        .await
+        .expect_err("one pod still runs an older build");
+    assert!(
+        error.to_string().starts_with(
+            "pod superset-5b8f4-q9w2z (container superset) runs docker.io/flightdeck/superset:6.0.0-psycopg2-2.9.10-ffffffffffff"
+        ),
+        "{error}"
+    );
+    let error = builds.check_superset(&client).await.expect_err("no pod");
+    assert!(
+        error
+            .to_string()
+            .starts_with("no running Superset pod in superset"),
+        "{error}"
+    );
+    verifier.finish();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_processor_running_an_older_build_fails_before_anything_is_paused() {
     let old = json!({"apiVersion": "v1", "kind": "Pod",
@@ -303,6 +377,7 @@ async fn a_processor_running_an_older_build_fails_before_anything_is_paused() {
     let builds = Builds {
         processor: built("processor", "0123456789ab"),
         producer: built("producer", "3f2a9c0d1b7e"),
+        superset: superset_build(),
     };
     let error = builds
         .check_processor(&client)
