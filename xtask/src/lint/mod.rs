@@ -25,7 +25,7 @@ mod secrets;
 mod security;
 mod terraform;
 mod tools;
-mod venv;
+pub(crate) mod venv;
 mod yaml;
 
 #[cfg(test)]
