@@ -2,7 +2,7 @@
 
 use xshell::{Shell, cmd};
 
-/// Run fmt, clippy, every test, the offline lint and the local e2e.
+/// Run fmt, clippy, every test, the offline lint, the local e2e and a quick bench.
 #[derive(Debug, clap::Args)]
 pub struct Ci {}
 
@@ -30,6 +30,10 @@ impl Ci {
             cluster: None,
         }
         .run(sh)?;
+        step("cargo xtask bench --quick");
+        // A smoke run: it proves the bench works from a fresh clone; its figures are
+        // printed, not asserted (CI machines are too noisy for thresholds).
+        crate::bench::Bench::quick().run(sh)?;
         eprintln!("ci: every step passed");
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The measuring end of `cargo xtask bench`: release-built, one job per run, one JSON
-//! line on stdout (`{"rows":N,"seconds":S}`).
+//! line on stdout (`{"rows":N,"new":N,"seconds":S}`: rows handled, rows the table did
+//! not have yet, wall-clock seconds).
 //!
 //! - `copy`: every record of the replay files in one binary `COPY` (the processor's
 //!   encoder, no conflict handling) into a table: the limit any write path can reach.
@@ -67,7 +68,7 @@ enum Job {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (rows, seconds) = match Cli::parse().job {
+    let (rows, new, seconds) = match Cli::parse().job {
         Job::Copy {
             data,
             database_url,
@@ -85,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             let seconds = started.elapsed().as_secs_f64();
             drop(conn);
             linger(pool).await;
-            (copied, seconds)
+            (rows.len() as u64, copied, seconds)
         }
         Job::Sink {
             data,
@@ -96,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             let pool = PgPool::connect(&database_url).await?;
             let mut records = records(&data)?.into_iter();
             let started = Instant::now();
+            let mut handled = 0;
             let mut inserted = 0;
             loop {
                 let mut rows = Rows::default();
@@ -105,22 +107,26 @@ async fn main() -> anyhow::Result<()> {
                 if rows.is_empty() {
                     break;
                 }
+                handled += rows.len() as u64;
                 inserted += rows.insert_with(&pool, method).await?;
             }
             let seconds = started.elapsed().as_secs_f64();
             linger(pool).await;
-            (inserted, seconds)
+            (handled, inserted, seconds)
         }
         Job::Drain {
             bootstrap_servers,
             topic,
             group,
             records,
-        } => drain(&bootstrap_servers, &topic, &group, records)?,
+        } => {
+            let (seen, seconds) = drain(&bootstrap_servers, &topic, &group, records)?;
+            (seen, 0, seconds)
+        }
     };
     println!(
         "{}",
-        serde_json::json!({ "rows": rows, "seconds": seconds })
+        serde_json::json!({ "rows": rows, "new": new, "seconds": seconds })
     );
     Ok(())
 }

@@ -117,6 +117,19 @@ pub struct Plan {
 }
 
 impl Bench {
+    /// `cargo xtask bench --quick`.
+    pub fn quick() -> Self {
+        Self {
+            records: 1_000_000,
+            rounds: 3,
+            quick: true,
+            stages: Vec::new(),
+            batch_size: 5000,
+            latency_rate: 5000,
+            latency_seconds: 60,
+        }
+    }
+
     fn plan(&self) -> Plan {
         let mut stages = if self.stages.is_empty() {
             vec![
@@ -274,4 +287,62 @@ fn check_disk(sh: &Shell, dir: &Path, plan: &Plan) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: Bench,
+    }
+
+    fn parse(args: &[&str]) -> Result<Bench, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn ci_runs_exactly_what_the_quick_flag_runs() {
+        let flag = parse(&["--quick"]).expect("parses");
+        assert_eq!(format!("{flag:?}"), format!("{:?}", Bench::quick()));
+        let plan = flag.plan();
+        assert_eq!(
+            (plan.records, plan.rounds, plan.latency_seconds),
+            (100_000, 1, 10)
+        );
+        assert_eq!(plan.stages.len(), 6);
+    }
+
+    #[test]
+    fn zero_records_an_unknown_stage_and_quick_with_a_count_are_clap_errors() {
+        for args in [
+            &["--records", "0"][..],
+            &["--stages", "copy,teleport"],
+            &["--rounds", "0"],
+            &["--quick", "--records", "5"],
+        ] {
+            let error = parse(args).expect_err("rejected");
+            assert!(
+                matches!(
+                    error.kind(),
+                    clap::error::ErrorKind::ValueValidation
+                        | clap::error::ErrorKind::InvalidValue
+                        | clap::error::ErrorKind::ArgumentConflict
+                ),
+                "{args:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn stages_run_in_a_fixed_order_once_each() {
+        let plan = parse(&["--stages", "python,copy,python"])
+            .expect("parses")
+            .plan();
+        assert_eq!(plan.stages, [Stage::Copy, Stage::Python]);
+    }
 }

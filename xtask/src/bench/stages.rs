@@ -166,12 +166,12 @@ pub async fn run(
             match stage {
                 Stage::Copy => runs.push(bench.copy(round).await?),
                 Stage::Sink => {
-                    for method in [
-                        WriteMethod::Optimistic,
-                        WriteMethod::Staged,
-                        WriteMethod::Unnest,
+                    for (method, replayed) in [
+                        (WriteMethod::Optimistic, true),
+                        (WriteMethod::Staged, false),
+                        (WriteMethod::Unnest, false),
                     ] {
-                        runs.push(bench.sink(round, method).await?);
+                        runs.extend(bench.sink(round, method, replayed).await?);
                     }
                 }
                 Stage::Drain => runs.push(bench.drain(round).await?),
@@ -291,8 +291,8 @@ impl Bench<'_> {
         self.dir.join("logs").join(format!("{name}.log"))
     }
 
-    /// Runs a worker job to its end; returns its `{"rows","seconds"}` line.
-    async fn worker(&self, role: &str, args: &[&str]) -> anyhow::Result<(u64, f64)> {
+    /// Runs a worker job to its end; returns its rows handled, rows new, seconds.
+    async fn worker(&self, role: &str, args: &[&str]) -> anyhow::Result<(u64, u64, f64)> {
         let mut cmd = Command::new(&self.bins.worker);
         cmd.args(args);
         let log = self.log(role);
@@ -322,6 +322,7 @@ impl Bench<'_> {
         let v: serde_json::Value = serde_json::from_str(line)?;
         Ok((
             v["rows"].as_u64().unwrap_or(0),
+            v["new"].as_u64().unwrap_or(0),
             v["seconds"].as_f64().unwrap_or(0.0),
         ))
     }
@@ -411,7 +412,7 @@ impl Bench<'_> {
         self.truncate("flight_data_copy").await?;
         let mark = self.sampler.mark();
         let data = self.data.display().to_string();
-        let (rows, seconds) = self
+        let (rows, new, seconds) = self
             .worker(
                 "copy",
                 &[
@@ -426,8 +427,8 @@ impl Bench<'_> {
             )
             .await?;
         ensure!(
-            rows == self.plan.records,
-            "COPY stored {rows} rows of {}",
+            rows == self.plan.records && new == rows,
+            "COPY stored {new} of {rows} rows, expected {}",
             self.plan.records
         );
         let run = Run {
@@ -442,9 +443,15 @@ impl Bench<'_> {
         Ok(run)
     }
 
-    async fn sink(&self, round: u32, method: WriteMethod) -> anyhow::Result<Run> {
+    /// The write path on an empty table; `replayed`: then the same rows again, every one
+    /// a duplicate (what a redelivery after a crash writes).
+    async fn sink(
+        &self,
+        round: u32,
+        method: WriteMethod,
+        replayed: bool,
+    ) -> anyhow::Result<Vec<Run>> {
         self.truncate("flight_data").await?;
-        let mark = self.sampler.mark();
         let data = self.data.display().to_string();
         let batch = self.plan.batch_size.to_string();
         let name = match method {
@@ -452,44 +459,51 @@ impl Bench<'_> {
             WriteMethod::Staged => "staged",
             WriteMethod::Unnest => "unnest",
         };
-        let (rows, seconds) = self
-            .worker(
-                "sink",
-                &[
+        let mut runs = Vec::new();
+        for (label, expect_new) in std::iter::once((format!("sink {name}"), self.plan.records))
+            .chain(replayed.then(|| (format!("sink {name}, replayed"), 0)))
+        {
+            let mark = self.sampler.mark();
+            let (rows, new, seconds) = self
+                .worker(
                     "sink",
-                    "--data",
-                    &data,
-                    "--database-url",
-                    &self.database_url,
-                    "--batch-size",
-                    &batch,
-                    "--method",
-                    name,
-                ],
-            )
-            .await?;
-        ensure!(
-            rows == self.plan.records,
-            "the sink ({name}) stored {rows} rows of {}",
-            self.plan.records
-        );
-        let run = Run {
-            round,
-            stage: Stage::Sink,
-            label: format!("sink {name}"),
-            rows,
-            seconds,
-            usage: self.sampler.since(&mark),
-        };
-        self.say(&run);
-        Ok(run)
+                    &[
+                        "sink",
+                        "--data",
+                        &data,
+                        "--database-url",
+                        &self.database_url,
+                        "--batch-size",
+                        &batch,
+                        "--method",
+                        name,
+                    ],
+                )
+                .await?;
+            ensure!(
+                rows == self.plan.records && new == expect_new,
+                "{label}: {new} new rows of {rows}, expected {expect_new} of {}",
+                self.plan.records
+            );
+            let run = Run {
+                round,
+                stage: Stage::Sink,
+                label,
+                rows,
+                seconds,
+                usage: self.sampler.since(&mark),
+            };
+            self.say(&run);
+            runs.push(run);
+        }
+        Ok(runs)
     }
 
     async fn drain(&self, round: u32) -> anyhow::Result<Run> {
         let mark = self.sampler.mark();
         let group = unique("bench-drain", round);
         let records = self.plan.records.to_string();
-        let (rows, seconds) = self
+        let (rows, _, seconds) = self
             .worker(
                 "drain",
                 &[
