@@ -68,6 +68,20 @@ pub struct Bench {
     #[arg(long, default_value_t = 60, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub latency_seconds: u64,
+
+    /// Where tansu keeps the topics: `sqlite` (durable, what `dev` and `e2e` run) or
+    /// `memory` (takes the broker out of the way, to compare the consumers).
+    #[arg(long, value_enum, default_value = "sqlite", value_name = "ENGINE")]
+    pub broker_storage: BrokerStorage,
+}
+
+/// tansu's storage engine for the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrokerStorage {
+    /// Durable sqlite, as `dev` and `e2e` run it.
+    Sqlite,
+    /// In memory.
+    Memory,
 }
 
 /// A part of the bench.
@@ -114,6 +128,8 @@ pub struct Plan {
     pub latency_rate: u64,
     /// Latency stage length in seconds.
     pub latency_seconds: u64,
+    /// tansu's storage engine.
+    pub broker_storage: BrokerStorage,
 }
 
 impl Bench {
@@ -127,6 +143,7 @@ impl Bench {
             batch_size: 5000,
             latency_rate: 5000,
             latency_seconds: 60,
+            broker_storage: BrokerStorage::Sqlite,
         }
     }
 
@@ -157,6 +174,7 @@ impl Bench {
             batch_size: self.batch_size,
             latency_rate: self.latency_rate,
             latency_seconds,
+            broker_storage: self.broker_storage,
         }
     }
 

@@ -17,7 +17,7 @@ use sqlx::PgPool;
 
 use super::data::{self, Cycle};
 use super::procstat::{Sampler, Usage};
-use super::{Binaries, Plan, Stage, check_interrupt};
+use super::{Binaries, BrokerStorage, Plan, Stage, check_interrupt};
 
 /// The topic the throughput stages read (loaded once).
 const TOPIC: &str = "flights";
@@ -111,10 +111,27 @@ pub async fn run(
     );
     let postgres = start_postgres(&dir.join("postgres"))?;
     let kind = BrokerKind::detect()?;
-    let broker_name = kind.name();
     let broker_port = localstack::free_port()?;
-    let broker = Broker::start(&dir.join("broker"), broker_port, kind)?;
-    let bootstrap = broker.bootstrap_servers();
+    let (mut broker, broker_name) = match (plan.broker_storage, kind) {
+        (BrokerStorage::Sqlite, kind) => {
+            let name = kind.name();
+            (
+                LocalBroker::Started(Broker::start(&dir.join("broker"), broker_port, kind)?),
+                name,
+            )
+        }
+        (BrokerStorage::Memory, BrokerKind::Tansu { bin }) => (
+            LocalBroker::Memory(tansu_in_memory(&bin, &dir.join("broker"), broker_port)?),
+            format!(
+                "tansu {} (memory storage)",
+                localstack::tools::TANSU_VERSION
+            ),
+        ),
+        (BrokerStorage::Memory, BrokerKind::Kafka { .. }) => {
+            bail!("--broker-storage memory is tansu's; run with FLIGHTDECK_BROKER=tansu")
+        }
+    };
+    let bootstrap = format!("127.0.0.1:{broker_port}");
     localstack::topics::create_topics(
         &bootstrap,
         &[
@@ -189,7 +206,8 @@ pub async fn run(
         None
     };
     drop(bench);
-    drop(broker);
+    // The broker before the database, as everywhere.
+    broker.stop();
     drop(postgres);
     Ok(Results {
         load,
@@ -198,6 +216,40 @@ pub async fn run(
         postgres: postgres_version,
         broker: broker_name,
     })
+}
+
+/// The broker the bench started; stopped when dropped.
+enum LocalBroker {
+    /// As `localstack` starts it (durable storage).
+    Started(Broker),
+    /// tansu with `memory://` storage.
+    Memory(Managed),
+}
+
+impl LocalBroker {
+    fn stop(&mut self) {
+        match self {
+            Self::Started(broker) => broker.stop(),
+            Self::Memory(process) => {
+                process.stop();
+            }
+        }
+    }
+}
+
+/// tansu keeping everything in memory: the broker out of the way of the consumers.
+fn tansu_in_memory(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Managed> {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut cmd = Command::new(bin);
+    cmd.arg("broker")
+        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .env("RUST_LOG", "warn");
+    let mut process = Managed::spawn("broker", cmd, &dir.join("broker.log"))?;
+    localstack::process::wait_until(&mut process, "tansu", Duration::from_secs(60), || {
+        localstack::port_open(port)
+    })?;
+    Ok(process)
 }
 
 /// PostgreSQL as the throw-away test servers run it (no fsync), plus commit timestamps.
