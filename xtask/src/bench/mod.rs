@@ -100,6 +100,9 @@ pub enum Stage {
     Python,
     /// Produce → row-visible latency at a fixed rate.
     Latency,
+    /// Loading the topic with the replay producer (always, before the others; not a choice).
+    #[value(skip)]
+    Load,
 }
 
 /// Set by Ctrl-C; every wait of the bench checks it.

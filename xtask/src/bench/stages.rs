@@ -196,7 +196,7 @@ pub async fn run(
                     runs.push(bench.end_to_end(round, Stage::Processor, None).await?)
                 }
                 Stage::Python => runs.push(bench.end_to_end(round, Stage::Python, python).await?),
-                Stage::Latency => {}
+                Stage::Latency | Stage::Load => {}
             }
         }
     }
@@ -450,7 +450,7 @@ impl Bench<'_> {
         );
         let run = Run {
             round: 0,
-            stage: Stage::Drain,
+            stage: Stage::Load,
             label: "load (replay producer)".into(),
             rows: self.plan.records,
             seconds,
