@@ -5,11 +5,12 @@
 //! ([`crate::skips`]), whether it ran here (the lint) or in a test.
 
 use anyhow::Context as _;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
+use crate::pipeline::cargo;
 use crate::skips;
 
-/// Run fmt, clippy, every test, the offline lint and the local e2e.
+/// Run fmt, clippy, every test, the offline lint, the local e2e and a quick bench.
 #[derive(Debug, clap::Args)]
 pub struct Ci {}
 
@@ -40,15 +41,23 @@ impl Ci {
 
 fn steps(sh: &Shell) -> anyhow::Result<()> {
     step("cargo fmt --check");
-    cmd!(sh, "cargo fmt --all --check").run()?;
+    // NB: through `pipeline::cargo`, without what `cargo run` set for the xtask, so these
+    // builds share fingerprints with the tests' and the services' builds.
+    cargo(sh).args(["fmt", "--all", "--check"]).run()?;
     step("cargo clippy");
-    cmd!(
-        sh,
-        "cargo clippy --workspace --all-targets --locked -- -D warnings"
-    )
-    .run()?;
+    cargo(sh)
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run()?;
     step("cargo test");
-    cmd!(sh, "cargo test --workspace --locked").run()?;
+    cargo(sh).args(["test", "--workspace", "--locked"]).run()?;
     step("cargo xtask lint");
     crate::lint::Lint {
         skip_dags: false,
@@ -62,7 +71,11 @@ fn steps(sh: &Shell) -> anyhow::Result<()> {
         cluster: None,
         no_dashboard: false,
     }
-    .run(sh)
+    .run(sh)?;
+    step("cargo xtask bench --quick");
+    // A smoke run: it proves the bench works from a fresh clone; its figures are
+    // printed, not asserted (CI machines are too noisy for thresholds).
+    crate::bench::Bench::quick().run(sh)
 }
 
 fn step(name: &str) {

@@ -3,6 +3,7 @@
 //! `main` only parses flags, makes one [`xshell::Shell`] rooted at the workspace and
 //! dispatches; every command lives in its own module.
 
+mod bench;
 mod ci;
 mod cluster;
 mod dashboard;
@@ -35,8 +36,10 @@ enum Command {
     Dev(dev::Dev),
     /// Replay the committed fixtures through the real pipeline and check what lands.
     E2e(e2e::E2e),
-    /// Everything CI runs: fmt, clippy, tests, lint and the local e2e.
+    /// Everything CI runs: fmt, clippy, tests, lint, the local e2e and a quick bench.
     Ci(ci::Ci),
+    /// Measure the pipeline: throughput, CPU and memory of every part, latency, Python baseline.
+    Bench(bench::Bench),
     /// Build daemonless, reproducible OCI images of the services.
     Images(images::Images),
     /// Validate the infrastructure manifests offline.
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(cmd) => cmd.run(&sh),
         Command::E2e(cmd) => cmd.run(&sh),
         Command::Ci(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
         Command::Images(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),
         Command::Up(cmd) => cmd.run(&sh),

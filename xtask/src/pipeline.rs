@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
 use sqlx::PgPool;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 /// The built service binaries.
 #[derive(Debug, Clone)]
@@ -22,35 +22,59 @@ pub struct Binaries {
     pub processor: PathBuf,
 }
 
-/// Builds the producer and processor (debug profile: shares artifacts with the tests).
+/// Builds the producer and processor for `dev` and `e2e`.
+///
+/// NB: the `dev` profile on purpose. It is the profile `cargo test` and `cargo clippy`
+/// already build, so a warm checkout has every dependency compiled, and an edit to a
+/// service rebuilds in seconds; the dependencies (serde, librdkafka, sqlx) are optimised
+/// anyway (`[profile.dev.package."*"] opt-level = 1` in the workspace manifest), which is
+/// all the e2e's thousands of records need. `cargo xtask bench` and the images use
+/// `--release`, which costs minutes of thin LTO per edit.
 pub fn build_services(sh: &Shell) -> anyhow::Result<Binaries> {
     eprintln!("flightdeck: building producer and processor");
-    // NB: `cargo xtask` runs under `cargo run`, which describes the xtask crate in the
-    // environment (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, …). ring's build script declares
-    // some of them as inputs, so passing them on would rebuild ring and everything above
-    // it on every switch between this build and the xtask's own: minutes per `dev`.
-    let mut build = cmd!(sh, "cargo build --quiet -p producer -p processor");
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || matches!(
-                name.as_ref(),
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_BIN_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-            )
-        {
-            build = build.env_remove(name.as_ref());
-        }
-    }
-    build.run().context("build the services")?;
+    cargo(sh)
+        .args(["build", "--quiet", "-p", "producer", "-p", "processor"])
+        .run()
+        .context("build the services")?;
     let dir = target_dir(sh).join("debug");
     Ok(Binaries {
         producer: dir.join("producer"),
         processor: dir.join("processor"),
     })
+}
+
+/// Variables `cargo run` sets for the program it runs (the xtask): they describe the
+/// xtask's package, not the user's settings.
+///
+/// NB: a nested `cargo build` must not inherit them. Build scripts such as ring's declare
+/// `rerun-if-env-changed=CARGO_MANIFEST_DIR` (and `CARGO_PKG_*`), so a build that sees
+/// them and one that does not (the outer `cargo run`, the tests) keep invalidating each
+/// other's fingerprints: every `cargo xtask e2e` recompiled ring, rustls, reqwest, kube,
+/// the services and the xtask itself, a minute of a warm run that takes seconds.
+const SET_BY_CARGO_RUN: &[&str] = &[
+    "CARGO",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_RUSTC_CURRENT_DIR",
+];
+
+/// `cargo` with the environment the user's shell gave the xtask, minus what `cargo run`
+/// added (see [`SET_BY_CARGO_RUN`]), so nested builds share fingerprints with the outer one.
+pub fn cargo(sh: &Shell) -> xshell::Cmd<'_> {
+    let mut cmd = sh.cmd("cargo");
+    for name in SET_BY_CARGO_RUN {
+        cmd = cmd.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("CARGO_PKG_")) {
+            cmd = cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// `target/` of the workspace, honouring `CARGO_TARGET_DIR`.

@@ -1,10 +1,16 @@
 //! Replay mode: produce recorded OpenSky responses once, then exit.
 //!
-//! All or nothing up front: every file is read and decoded before the first record is
-//! sent, so a bad file fails the run with nothing produced. After that every positioned
-//! vector of every file is produced, in file order, and the run succeeds only if the
-//! broker acknowledged all of them. The summary line on stdout is what `cargo xtask e2e`
-//! reads.
+//! All or nothing up front: every file is read and decoded (and its records counted)
+//! before the first record is sent, so a bad file fails the run with nothing produced.
+//! Then the files are produced one after the other, in the order given, and the run
+//! succeeds only if the broker acknowledged every positioned vector of every file.
+//! The summary line on stdout is what `cargo xtask e2e` reads.
+//!
+//! NB: memory is bounded by the largest file, not by the whole replay: the check pass
+//! keeps only counts, and the produce pass decodes a file again, produces it, waits for
+//! its acknowledgements and drops it before reading the next. Holding every decoded file
+//! at once took 429 MiB on a replay of one million records; decoding each file twice costs
+//! a little CPU instead. A file changed between the two passes fails the run, naming it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +49,7 @@ impl ReplayFile {
                 path: path.to_owned(),
                 source,
             })?;
+        drop(bytes);
         let extracted = response.into_records();
         Ok(Self {
             path: path.to_owned(),
@@ -50,33 +57,66 @@ impl ReplayFile {
             dropped_unpositioned: extracted.dropped_unpositioned,
         })
     }
+
+    /// What the plan keeps of this file: its counts.
+    fn counts(&self) -> PlannedFile {
+        PlannedFile {
+            path: self.path.clone(),
+            records: self.records.len(),
+            dropped_unpositioned: self.dropped_unpositioned,
+        }
+    }
 }
 
-/// Every replay file, decoded, in the order given.
+/// A replay file checked by [`ReplayPlan::load`]: only its counts are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Positioned vectors: the records it produces.
+    pub records: usize,
+    /// Vectors without a position.
+    pub dropped_unpositioned: usize,
+}
+
+/// Every replay file, checked, in the order given.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReplayPlan {
     /// The files.
-    pub files: Vec<ReplayFile>,
+    pub files: Vec<PlannedFile>,
 }
 
 impl ReplayPlan {
-    /// Reads and decodes every file; the first that fails is the error, naming it.
+    /// Reads and decodes every file, one at a time, keeping only their counts; the first
+    /// that fails is the error, naming it.
     pub fn load(paths: &[PathBuf]) -> Result<Self> {
         let files = paths
             .iter()
-            .map(|path| ReplayFile::load(path))
+            .map(|path| ReplayFile::load(path).map(|file| file.counts()))
             .collect::<Result<_>>()?;
         Ok(Self { files })
     }
 
-    /// Every record to produce, file after file.
-    pub fn records(&self) -> impl Iterator<Item = &FlightRecord> {
-        self.files.iter().flat_map(|file| &file.records)
+    /// The files decoded again, one at a time, in order: each item is decoded only when
+    /// the iterator reaches it, so at most one file's records are in memory at once.
+    pub fn decoded(&self) -> impl Iterator<Item = Result<ReplayFile>> + '_ {
+        self.files.iter().map(|planned| {
+            let file = ReplayFile::load(&planned.path)?;
+            if file.counts() != *planned {
+                // The check pass promised these counts; producing something else would
+                // make the summary line lie.
+                return Err(Error::InvalidConfig(format!(
+                    "replay file {} changed while it was being replayed",
+                    planned.path.display()
+                )));
+            }
+            Ok(file)
+        })
     }
 
     /// How many records there are to produce.
     pub fn record_count(&self) -> usize {
-        self.files.iter().map(|file| file.records.len()).sum()
+        self.files.iter().map(|file| file.records).sum()
     }
 
     /// How many vectors all files dropped for lack of a position.
@@ -115,19 +155,23 @@ impl ReplaySummary {
     }
 }
 
-/// Replays `config.replay`: decode all, wait for the broker (up to [`BROKER_WAIT`]),
-/// produce all, wait for every acknowledgement.
+/// Replays `config.replay`: check every file, wait for the broker (up to
+/// [`BROKER_WAIT`]), then produce file by file, each fully acknowledged before the next.
 pub async fn run(config: &Config) -> Result<ReplaySummary> {
     let plan = ReplayPlan::load(&config.replay)?;
     info!(
         files = plan.files.len(),
         records = plan.record_count(),
         dropped_unpositioned = plan.dropped_unpositioned(),
-        "decoded every replay file"
+        "checked every replay file"
     );
     let producer = FlightProducer::new(&config.bootstrap_servers, &config.topic)?;
     producer.wait_for_broker(Some(BROKER_WAIT)).await?;
-    let produced = producer.produce(plan.records()).await?;
+    let mut produced = 0;
+    for file in plan.decoded() {
+        let file = file?;
+        produced += producer.produce(&file.records).await?;
+    }
     producer.flush().await?;
     let summary = plan.summary(produced);
     info!(

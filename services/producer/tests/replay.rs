@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use producer::Error;
-use producer::replay::ReplayPlan;
+use producer::replay::{ReplayFile, ReplayPlan};
 
 /// Four vectors: three positioned (integer floats, an 18th `category` field, a 17-field
 /// row) and one without a position.
@@ -45,7 +45,12 @@ fn the_plan_holds_every_positioned_vector_of_every_file_in_file_order() {
 
     let plan = ReplayPlan::load(&paths).expect("all three are OpenSky responses");
 
-    let icaos: Vec<_> = plan.records().map(|r| r.icao24.as_str()).collect();
+    let files: Vec<ReplayFile> = plan
+        .decoded()
+        .collect::<Result<_, _>>()
+        .expect("the files did not change");
+    let records: Vec<_> = files.iter().flat_map(|f| &f.records).collect();
+    let icaos: Vec<_> = records.iter().map(|r| r.icao24.as_str()).collect();
     assert_eq!(icaos, ["4b1816", "3c6444", "c0173b", "aa3cbe"]);
     assert_eq!(plan.record_count(), 4);
     assert_eq!(
@@ -56,14 +61,44 @@ fn the_plan_holds_every_positioned_vector_of_every_file_in_file_order() {
     let per_file: Vec<_> = plan
         .files
         .iter()
-        .map(|f| (f.records.len(), f.dropped_unpositioned))
+        .map(|f| (f.records, f.dropped_unpositioned))
         .collect();
     assert_eq!(per_file, [(3, 1), (0, 0), (1, 1)]);
-    let snapshot_times: Vec<_> = plan.records().map(|r| r.snapshot_time).collect();
+    let decoded_per_file: Vec<_> = files
+        .iter()
+        .map(|f| (f.records.len(), f.dropped_unpositioned))
+        .collect();
+    assert_eq!(decoded_per_file, per_file);
+    let snapshot_times: Vec<_> = records.iter().map(|r| r.snapshot_time).collect();
     assert_eq!(
         snapshot_times,
         [1_649_392_659, 1_649_392_659, 1_649_392_659, 1_649_392_679]
     );
+}
+
+#[test]
+fn the_plan_decodes_one_file_at_a_time_only_when_the_replay_reaches_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let morning = write(dir.path(), "morning.json", MORNING);
+    let evening = write(dir.path(), "evening.json", EVENING);
+    let plan = ReplayPlan::load(&[morning, evening.clone()]).expect("decodes");
+    let mut decoded = plan.decoded();
+
+    let first = decoded.next().expect("a first file").expect("decodes");
+    assert_eq!(first.records.len(), 3);
+    // The second file is read only now: breaking it after the check pass is noticed
+    // when the replay gets there, naming the file, instead of producing other records.
+    std::fs::write(&evening, MORNING).expect("rewrite the second file");
+    let error = decoded
+        .next()
+        .expect("a second file")
+        .expect_err("its counts changed");
+
+    assert!(
+        error.to_string().contains("evening.json") && error.to_string().contains("changed"),
+        "{error}"
+    );
+    assert!(decoded.next().is_none());
 }
 
 #[test]

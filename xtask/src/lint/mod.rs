@@ -41,7 +41,7 @@ mod source;
 mod terraform;
 mod tools;
 mod upstream;
-mod venv;
+pub(crate) mod venv;
 mod yaml;
 
 #[cfg(test)]
