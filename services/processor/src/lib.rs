@@ -14,6 +14,8 @@
 pub mod config;
 pub mod consume;
 pub mod dlq;
+pub mod group;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod sink;
@@ -51,6 +53,33 @@ pub enum Error {
     /// Shutdown was requested while a dependency was still unreachable.
     #[error("stopped while {0} was unreachable")]
     Interrupted(&'static str),
+    /// The DLQ topic refused records for too long; nothing past them was committed.
+    #[error(
+        "could not write rejected records to {topic} for {waited:?}: stopping without \
+         committing past them (they are consumed again after a restart): {source}"
+    )]
+    DlqUnavailable {
+        /// The DLQ topic.
+        topic: String,
+        /// How long sends kept failing.
+        waited: std::time::Duration,
+        /// The last failure.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The broker fenced this instance: another process uses the same instance id.
+    #[error(
+        "group.instance.id {id:?} is already used by another processor in group {group}: \
+         the broker fenced this one ({detail}); give every replica its own GROUP_INSTANCE_ID"
+    )]
+    Fenced {
+        /// The clashing id.
+        id: String,
+        /// The group.
+        group: String,
+        /// librdkafka's words.
+        detail: String,
+    },
 }
 
 /// The crate's result type.
@@ -63,7 +92,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = Arc::new(health::Health::new(&config.topic, consume::SESSION_TIMEOUT));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: finishing the current batch");
@@ -71,34 +101,41 @@ pub async fn run(
     });
     let pool = sink::connect(&config, stop_rx.clone()).await?;
     sink::migrate(&pool).await?;
-    let consumer = consume::connect(&config, metrics.clone(), stop_rx.clone()).await?;
-    let dlq = dlq::Dlq::new(&config)?;
+    let consumer =
+        consume::connect(&config, metrics.clone(), health.clone(), &mut stop_rx).await?;
+    group::spawn(&config, health.clone(), metrics.clone(), stop_rx.clone())?;
+    let dlq = dlq::Dlq::new(&config, metrics.clone(), health.clone())?;
     let http = http::serve(
         config.http_addr,
         http::State {
             pool: pool.clone(),
-            consumer: consumer.clone(),
+            health: health.clone(),
             metrics: metrics.clone(),
-            topic: config.topic.clone(),
         },
     )
     .await?;
     tracing::info!(
         topic = config.topic,
         group = config.group_id,
+        instance = config.group_instance_id.as_deref().unwrap_or("(dynamic membership)"),
         http = %http,
         database = %config.redacted_database_url(),
         "processor running"
     );
+    if config.group_instance_id.is_none() {
+        tracing::warn!(
+            "GROUP_INSTANCE_ID is not set: dynamic membership, so a restarted processor waits \
+             out its predecessor's session before it gets partitions"
+        );
+    }
     let pipeline = consume::Pipeline {
-        consumer,
+        config,
         dlq,
         pool,
         metrics,
-        batch_size: config.batch_size,
-        linger: config.batch_linger(),
+        health,
     };
-    pipeline.run(stop_rx).await
+    pipeline.run(consumer, stop_rx).await
 }
 
 /// Completes on SIGTERM or SIGINT.
