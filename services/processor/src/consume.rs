@@ -121,8 +121,8 @@ fn names(tpl: &TopicPartitionList) -> Vec<String> {
 /// The consumer type the processor uses.
 pub type LoggedConsumer = StreamConsumer<Context>;
 
-/// The consumer's librdkafka settings.
-pub fn client_config(config: &Config) -> ClientConfig {
+/// The consumer's librdkafka settings; `static_member` uses `GROUP_INSTANCE_ID` when set.
+pub fn client_config(config: &Config, static_member: bool) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("group.id", &config.group_id)
@@ -136,7 +136,7 @@ pub fn client_config(config: &Config) -> ClientConfig {
         .set("max.poll.interval.ms", MAX_POLL_INTERVAL.as_millis().to_string())
         // Statistics every 5 s feed the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
-    if let Some(id) = &config.group_instance_id {
+    if let Some(id) = config.group_instance_id.as_ref().filter(|_| static_member) {
         // Static membership (KIP-345): a restarted member with this id takes its old
         // place, partitions included, without a rebalance or a session timeout.
         c.set("group.instance.id", id);
@@ -148,12 +148,13 @@ pub fn client_config(config: &Config) -> ClientConfig {
 /// plainly which servers are unreachable), and subscribes.
 pub async fn connect(
     config: &Config,
+    static_member: bool,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Arc<LoggedConsumer>> {
     let consumer: LoggedConsumer =
-        client_config(config).create_with_context(Context { metrics, health })?;
+        client_config(config, static_member).create_with_context(Context { metrics, health })?;
     let consumer = Arc::new(consumer);
     let mut attempt = 0;
     loop {
@@ -233,6 +234,7 @@ impl Pipeline {
         let mut batch: Vec<OwnedMessage> = Vec::with_capacity(batch_size);
         let mut started = Instant::now();
         let mut watchdog = tokio::time::interval(WATCHDOG);
+        let mut rejoins = 0_u64;
         loop {
             if *stop.borrow() {
                 break;
@@ -265,7 +267,8 @@ impl Pipeline {
                     self.fenced(&consumer)?;
                     if batch.is_empty() && self.health.verdict(Instant::now(), Ok(())).rejoin {
                         drop(receiver);
-                        consumer = self.rejoin(consumer, &mut stop).await?;
+                        rejoins += 1;
+                        consumer = self.rejoin(consumer, rejoins, &mut stop).await?;
                     }
                 }
             }
@@ -290,20 +293,27 @@ impl Pipeline {
         }
     }
 
-    /// Replaces the consumer with a fresh one under the same identity.
+    /// Replaces the consumer with a fresh one; `rejoins` counts the replacements so far.
     ///
     /// NB: a fresh consumer rather than a re-subscription: re-subscribing keeps
     /// librdkafka's member id and generation, the very state the broker disagrees about,
     /// while a fresh consumer joins exactly as a restarted process does, which is what
-    /// brings a static member its partitions back on this broker.
+    /// brings a static member its partitions back. Every second rejoin is dynamic (no
+    /// instance id): a coordinator still waiting for a departed static member (tansu 0.6
+    /// only expires members when a dynamic member joins or heartbeats) forms the group
+    /// again once a dynamic member joins; the next rejoin is static again.
     async fn rejoin(
         &self,
         old: Arc<LoggedConsumer>,
+        rejoins: u64,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Arc<LoggedConsumer>> {
         let verdict = self.health.verdict(Instant::now(), Ok(()));
+        let static_member = self.config.group_instance_id.is_some() && rejoins % 2 == 1;
         tracing::warn!(
             held = ?self.health.held(),
+            rejoins,
+            static_member,
             state = %verdict.details.replace('\n', "; "),
             "idle while the group's work waits for longer than the session timeout: rejoining the group with a fresh consumer"
         );
@@ -315,6 +325,7 @@ impl Pipeline {
         self.health.rejoined(Instant::now());
         connect(
             &self.config,
+            static_member,
             self.metrics.clone(),
             self.health.clone(),
             stop,

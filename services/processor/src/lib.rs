@@ -102,7 +102,7 @@ pub async fn run(
     let pool = sink::connect(&config, stop_rx.clone()).await?;
     sink::migrate(&pool).await?;
     let consumer =
-        consume::connect(&config, metrics.clone(), health.clone(), &mut stop_rx).await?;
+        consume::connect(&config, true, metrics.clone(), health.clone(), &mut stop_rx).await?;
     group::spawn(&config, health.clone(), metrics.clone(), stop_rx.clone())?;
     let dlq = dlq::Dlq::new(&config, metrics.clone(), health.clone())?;
     let http = http::serve(
