@@ -99,6 +99,11 @@ pub struct Config {
     #[arg(long, value_name = "N")]
     pub polls: Option<u64>,
 
+    /// Seconds one HTTP request to OpenSky may take, connecting and reading the body
+    /// included; a request that hangs longer is abandoned and retried.
+    #[arg(long, env = "OPENSKY_TIMEOUT_SECS", value_name = "SECS", default_value_t = REQUEST_TIMEOUT.as_secs())]
+    pub request_timeout_secs: u64,
+
     /// Live mode: where /healthz, /readyz (a Kafka broker answers) and /metrics are served.
     #[arg(long, env = "HTTP_ADDR", value_name = "ADDR", default_value = "127.0.0.1:18081")]
     pub http_addr: std::net::SocketAddr,
@@ -157,6 +162,9 @@ impl Config {
         }
         if self.polls == Some(0) {
             return invalid("--polls must be at least 1".into());
+        }
+        if self.request_timeout_secs == 0 {
+            return invalid("--request-timeout-secs (OPENSKY_TIMEOUT_SECS) must be at least 1".into());
         }
         if self.delivery_timeout_secs == 0 {
             return invalid(

@@ -26,6 +26,8 @@ pub const DATABASE: &str = "flightdeck";
 pub struct Postgres {
     port: u16,
     data_dir: PathBuf,
+    durable: bool,
+    run_as: Option<User>,
     process: Managed,
 }
 
@@ -92,39 +94,41 @@ impl Postgres {
                 );
             }
         }
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&pgdata)
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=50"]);
-        if !durable {
-            postgres.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
-        }
-        as_user(&mut postgres, run_as.as_ref());
-        // NB: SIGINT is PostgreSQL's "fast" shutdown: open transactions roll back, everything
-        // committed is on disk.
-        let mut process = Managed::spawn("postgres", postgres, &data_dir.join("postgres.log"))?
-            .stop_with(Signal::SIGINT, Duration::from_secs(30));
-        wait_until(&mut process, "PostgreSQL", Duration::from_secs(60), || {
-            crate::port_open(port)
-        })?;
+        let process = spawn_server(&bin, &data_dir, port, durable, run_as.as_ref())?;
         let server = Self {
             port,
             data_dir,
+            durable,
+            run_as,
             process,
         };
         server.create_database(&bin)?;
         Ok(server)
+    }
+
+    /// Stops the server (fast shutdown) and starts it again on the same data and port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.stop();
+        self.process = spawn_server(
+            &bin_dir()?,
+            &self.data_dir,
+            self.port,
+            self.durable,
+            self.run_as.as_ref(),
+        )?;
+        Ok(())
+    }
+
+    /// Freezes (`true`) or thaws (`false`) the server and its backends: connections stay
+    /// open and nothing answers, like a hung server.
+    pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
+        self.process
+            .signal_group(if frozen { Signal::SIGSTOP } else { Signal::SIGCONT })
+    }
+
+    /// The user the server runs as (`None`: the current one).
+    pub fn run_as(&self) -> Option<&User> {
+        self.run_as.as_ref()
     }
 
     /// `postgres://flightdeck@127.0.0.1:PORT/flightdeck`.
@@ -173,6 +177,44 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Starts `postgres` on `data_dir/data` and waits until it accepts connections.
+fn spawn_server(
+    bin: &Path,
+    data_dir: &Path,
+    port: u16,
+    durable: bool,
+    run_as: Option<&User>,
+) -> anyhow::Result<Managed> {
+    let pgdata = data_dir.join("data");
+    let mut postgres = Command::new(bin.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(&pgdata)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "unix_socket_directories="])
+        .args(["-c", "max_connections=50"]);
+    if !durable {
+        postgres.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    }
+    as_user(&mut postgres, run_as);
+    // NB: SIGINT is PostgreSQL's "fast" shutdown: open transactions roll back, everything
+    // committed is on disk.
+    let mut process = Managed::spawn("postgres", postgres, &data_dir.join("postgres.log"))?
+        .stop_with(Signal::SIGINT, Duration::from_secs(30));
+    wait_until(&mut process, "PostgreSQL", Duration::from_secs(60), || {
+        crate::port_open(port)
+    })?;
+    Ok(process)
 }
 
 fn as_user(cmd: &mut Command, user: Option<&User>) {
