@@ -2,7 +2,7 @@
 
 use xshell::{Shell, cmd};
 
-/// Run fmt, clippy, every test, the offline lint and the local e2e.
+/// Run fmt, clippy, every test, the offline lint, the local e2e and the quick fault suite.
 #[derive(Debug, clap::Args)]
 pub struct Ci {}
 
@@ -28,6 +28,13 @@ impl Ci {
         crate::e2e::E2e {
             fixtures: Vec::new(),
             cluster: None,
+        }
+        .run(sh)?;
+        step("cargo xtask chaos --quick");
+        crate::chaos::Chaos {
+            quick: true,
+            only: Vec::new(),
+            list: false,
         }
         .run(sh)?;
         eprintln!("ci: every step passed");

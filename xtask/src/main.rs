@@ -3,6 +3,7 @@
 //! `main` only parses flags, makes one [`xshell::Shell`] rooted at the workspace and
 //! dispatches; every command lives in its own module.
 
+mod chaos;
 mod ci;
 mod cluster;
 mod dev;
@@ -33,6 +34,8 @@ enum Command {
     Dev(dev::Dev),
     /// Replay the committed fixtures through the real pipeline and check what lands.
     E2e(e2e::E2e),
+    /// Inject faults on purpose (kill -9, broker and database outages, poison records…) and prove nothing is lost.
+    Chaos(chaos::Chaos),
     /// Everything CI runs: fmt, clippy, tests, lint and the local e2e.
     Ci(ci::Ci),
     /// Build daemonless, reproducible OCI images of the services.
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(cmd) => cmd.run(&sh),
         Command::E2e(cmd) => cmd.run(&sh),
+        Command::Chaos(cmd) => cmd.run(&sh),
         Command::Ci(cmd) => cmd.run(&sh),
         Command::Images(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),
