@@ -79,6 +79,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
 
     let mut failures = 0;
     let mut causes = Causes::default();
+    let mut undelivered = false;
     loop {
         let started = Instant::now();
         let result = tokio::select! {
@@ -106,6 +107,7 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
                     )
                     .await?
                     else {
+                        undelivered = true;
                         break;
                     };
                     summary.polls += 1;
@@ -140,7 +142,8 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
         polls = summary.polls,
         produced = summary.produced,
         dropped_unpositioned = summary.dropped_unpositioned,
-        "stopped polling; every record was acknowledged"
+        undelivered_snapshot = undelivered,
+        "stopped polling"
     );
     Ok(summary)
 }
@@ -202,10 +205,15 @@ async fn deliver<F: Future<Output = ()>>(
         }
         attempt += 1;
         metrics.delivery_failures.inc();
+        // NB: every attempt after a failure uses a fresh librdkafka producer (a new
+        // producer id, sequences from zero). A broker restarted under an idempotent
+        // producer may have lost or kept its sequence state (tansu then refuses every
+        // later record of the old id), and a fatal error leaves the instance unusable;
+        // nothing is in flight here, so replacing it costs nothing.
         if let Some(fatal) = producer.fatal_error() {
-            warn!(fatal, "the Kafka producer cannot go on (fatal error): replacing it");
-            *producer = new_producer(config)?;
+            warn!(fatal, "the Kafka producer hit a fatal error");
         }
+        *producer = new_producer(config)?;
         let retry_in = DELIVERY_BACKOFF.random_delay(attempt);
         warn!(
             failed,
