@@ -249,6 +249,8 @@ impl Pipeline {
                 received = receiver.recv() => match received {
                     Ok(message) => {
                         self.health.received();
+                        // The fault suite counts redeliveries from these (trace level only).
+                        tracing::trace!(partition = message.partition(), offset = message.offset(), "record received");
                         if batch.is_empty() {
                             started = Instant::now();
                         }

@@ -119,8 +119,8 @@ impl Rig {
             .env("GROUP_INSTANCE_ID", &replica.name)
             .env("BATCH_LINGER_MS", "100")
             .env("LOG_FORMAT", "json")
-            // `batch received` (debug) names the offsets of every batch: redeliveries.
-            .env("RUST_LOG", "info,processor::consume=debug");
+            // `record received` (trace) names every record consumed: redeliveries.
+            .env("RUST_LOG", "info,processor::consume=trace");
         for (key, value) in &self.extra_env {
             cmd.env(key, value);
         }
@@ -289,36 +289,16 @@ fn read_events(log: &Path) -> Vec<LogEvent> {
         .collect()
 }
 
-/// Records delivered to processors more than once: every `batch received` offset range of
-/// every start, minus the distinct offsets among them.
+/// Records delivered to processors more than once: every `record received` of every
+/// start, minus the distinct (partition, offset) among them.
 pub fn redeliveries(events: &[LogEvent]) -> u64 {
-    let mut per_partition: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;
-    for e in events.iter().filter(|e| e.message == "batch received") {
-        for range in e.fields["offsets"].as_str().unwrap_or_default().split_whitespace() {
-            let parsed = range.split_once(':').and_then(|(p, r)| {
-                let (a, b) = r.split_once('-')?;
-                Some((p.parse().ok()?, a.parse().ok()?, b.parse().ok()?))
-            });
-            if let Some((partition, first, last)) = parsed {
-                total += (last - first + 1) as u64;
-                per_partition.entry(partition).or_default().push((first, last));
-            }
-        }
+    for e in events.iter().filter(|e| e.message == "record received") {
+        total += 1;
+        seen.insert((e.fields["partition"].as_i64(), e.fields["offset"].as_i64()));
     }
-    let mut distinct = 0u64;
-    for ranges in per_partition.values_mut() {
-        ranges.sort();
-        let mut end = i64::MIN;
-        for &(first, last) in ranges.iter() {
-            let from = first.max(end + 1);
-            if last >= from {
-                distinct += (last - from + 1) as u64;
-            }
-            end = end.max(last);
-        }
-    }
-    total - distinct
+    total - seen.len() as u64
 }
 
 /// Produces `(key, value)` pairs to `flights` and waits for every acknowledgement.
@@ -379,23 +359,20 @@ pub async fn http_get(port: u16, path: &str) -> String {
 mod tests {
     use super::*;
 
-    fn received(_replica: &str, offsets: &str) -> LogEvent {
+    fn received(partition: i64, offset: i64) -> LogEvent {
         LogEvent {
-            message: "batch received".into(),
-            fields: serde_json::json!({ "offsets": offsets }),
+            message: "record received".into(),
+            fields: serde_json::json!({ "partition": partition, "offset": offset }),
         }
     }
 
     #[test]
-    fn redeliveries_count_offsets_received_more_than_once() {
-        let events = [
-            received("a", "0:0-99 1:0-49"),
-            // Killed before committing 100..199 on partition 0: received again.
-            received("a", "0:100-199"),
-            received("a", "0:100-249 1:50-59"),
-            received("b", "2:0-9"),
-        ];
-        assert_eq!(redeliveries(&events), 100);
-        assert_eq!(redeliveries(&events[..2]), 0);
+    fn redeliveries_count_records_received_more_than_once() {
+        let mut events: Vec<LogEvent> = (0..100).map(|o| received(0, o)).collect();
+        events.extend((0..50).map(|o| received(1, o)));
+        // Killed before committing 90..99 of partition 0: received again.
+        events.extend((90..120).map(|o| received(0, o)));
+        assert_eq!(redeliveries(&events), 10);
+        assert_eq!(redeliveries(&events[..150]), 0);
     }
 }
