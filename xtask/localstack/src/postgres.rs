@@ -119,11 +119,34 @@ impl Postgres {
         Ok(())
     }
 
-    /// Freezes (`true`) or thaws (`false`) the server and its backends: connections stay
-    /// open and nothing answers, like a hung server.
+    /// Freezes (`true`) or thaws (`false`) the server and every backend: connections
+    /// stay open and nothing answers, like a hung server.
+    ///
+    /// NB: each backend calls `setsid()`, so the postmaster's process group holds only
+    /// the postmaster: the children are found by their parent id in `/proc`.
     pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
-        self.process
-            .signal_group(if frozen { Signal::SIGSTOP } else { Signal::SIGCONT })
+        let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+        let postmaster = self.process.pid().context("PostgreSQL is not running")?;
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`; comm may hold spaces, so split after the ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+            // A backend may exit meanwhile: that is fine.
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
+        Ok(())
     }
 
     /// The user the server runs as (`None`: the current one).

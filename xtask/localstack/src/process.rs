@@ -118,15 +118,6 @@ impl Managed {
         self.stop()
     }
 
-    /// Sends `signal` to the whole process group and returns at once (SIGSTOP and
-    /// SIGCONT freeze and thaw a server with its children).
-    pub fn signal_group(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = self.pid().context("process already stopped")?;
-        let group = Pid::from_raw(i32::try_from(pid)?);
-        nix::sys::signal::killpg(group, signal).context("signal the process group")?;
-        Ok(())
-    }
-
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
         let child = self.child.as_mut().context("process already stopped")?;

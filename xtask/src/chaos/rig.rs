@@ -50,8 +50,6 @@ pub struct Rig {
     pub dir: PathBuf,
     /// The binaries under test.
     pub bins: Binaries,
-    /// PostgreSQL and the broker.
-    pub stack: Stack,
     /// Processor replicas, in the order they were added.
     pub replicas: Vec<Replica>,
     /// The live producer, when one runs.
@@ -59,6 +57,9 @@ pub struct Rig {
     /// A pool on the flightdeck database.
     pub pool: PgPool,
     extra_env: Vec<(String, String)>,
+    /// PostgreSQL and the broker. NB: the last field, so it is dropped (stopped) after
+    /// the services that use it.
+    pub stack: Stack,
 }
 
 impl Rig {
@@ -78,11 +79,11 @@ impl Rig {
         Ok(Self {
             dir,
             bins: bins.clone(),
-            stack,
             replicas: Vec::new(),
             producer: None,
             pool,
             extra_env: Vec::new(),
+            stack,
         })
     }
 
