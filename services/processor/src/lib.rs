@@ -67,6 +67,17 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// Another processor on this machine already runs under this instance id.
+    #[error(
+        "GROUP_INSTANCE_ID {id:?} is already used by another processor on this machine \
+         (lock {}): give every replica its own id", lock.display()
+    )]
+    InstanceIdInUse {
+        /// The clashing id.
+        id: String,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
     /// The broker fenced this instance: another process uses the same instance id.
     #[error(
         "group.instance.id {id:?} is already used by another processor in group {group}: \
@@ -91,6 +102,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let _instance = lock_instance_id(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let health = Arc::new(health::Health::new(&config.topic, consume::SESSION_TIMEOUT));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -136,6 +148,36 @@ pub async fn run(
         health,
     };
     pipeline.run(consumer, stop_rx).await
+}
+
+/// Takes a lock named after the group and instance id, so a second processor started with
+/// the same id on this machine stops at once naming it (the broker would otherwise fence one
+/// of them, or, on brokers that do not fence, let both consume the same partitions). Held
+/// until the process exits. Where the lock cannot be created (a read-only root file system,
+/// as in the cluster, where pod names are unique anyway) there is no local check.
+fn lock_instance_id(config: &Config) -> Result<Option<std::fs::File>> {
+    let Some(id) = &config.group_instance_id else {
+        return Ok(None);
+    };
+    let lock = std::env::temp_dir().join(format!(
+        "flightdeck-processor-{}-{id}.lock",
+        config.group_id.replace(['/', '\\'], "_")
+    ));
+    let Ok(file) = std::fs::File::create(&lock) else {
+        tracing::debug!(lock = %lock.display(), "no instance lock (read-only file system)");
+        return Ok(None);
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InstanceIdInUse {
+            id: id.clone(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::debug!(%e, lock = %lock.display(), "no instance lock");
+            Ok(None)
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

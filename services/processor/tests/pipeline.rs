@@ -584,3 +584,24 @@ async fn a_member_holding_no_partition_while_another_sits_on_the_work_is_not_rea
     hog_task.abort();
     processor.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_processor_with_the_same_instance_id_stops_naming_the_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    let id = format!("clash-{}", std::process::id());
+    let (mut first, port) = start_processor(&stack, dir.path(), &id, 100);
+    wait_for("the first to serve", &mut first, Duration::from_secs(60), async || {
+        !reqwest_free_get(port, "/healthz").await.is_empty()
+    })
+    .await;
+    let (mut second, _) = start_processor_with(&stack, dir.path(), "second", 100, &[("GROUP_INSTANCE_ID", &id)]);
+    let status = second.wait().expect("the second exits");
+    let log = std::fs::read_to_string(second.log()).unwrap_or_default();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains(&format!("GROUP_INSTANCE_ID \"{id}\" is already used")), "{log}");
+    first.ensure_running().expect("the first goes on");
+    first.stop();
+}

@@ -89,48 +89,49 @@ impl Chaos {
             fixtures: corpus::Fixtures::load(&sh.current_dir().join("xtask/fixtures/e2e"))?,
             quick: self.quick,
         };
-        let runtime = tokio::runtime::Runtime::new()?;
         let started = Instant::now();
-        let (mut lost, mut duplicated, mut failed, mut skipped) = (0, 0, Vec::new(), Vec::new());
-        for scenario in all
+        let queue: Vec<&scenarios::Scenario> = all
             .iter()
             .filter(|s| self.only.is_empty() || self.only.iter().any(|o| o == s.name))
-        {
-            let bound = if self.quick {
-                scenario.quick_bound
-            } else {
-                scenario.bound
-            };
-            eprintln!("chaos: {} (at most {}s) …", scenario.name, bound.as_secs());
-            let began = Instant::now();
-            let outcome = runtime.block_on(async {
-                match tokio::time::timeout(bound, (scenario.run)(&ctx)).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(error)) => Outcome {
-                        figures: format!("error: {error:#}"),
-                        ..Outcome::default()
-                    },
-                    Err(_) => Outcome {
-                        figures: format!("did not finish within {}s", bound.as_secs()),
-                        ..Outcome::default()
-                    },
-                }
-            });
+            .collect();
+        // NB: the quick suite runs two scenarios at a time (each on its own stack, ports and
+        // runtime): they mostly wait on restarts and paced streams, and that keeps `ci`
+        // under five minutes. The full suite runs one at a time, so its timings stand alone.
+        let jobs = if self.quick { 2 } else { 1 };
+        let queue = std::sync::Mutex::new(queue.into_iter());
+        let results = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| {
+                    let runtime = match tokio::runtime::Runtime::new() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("chaos: cannot start a runtime: {e}");
+                            return;
+                        }
+                    };
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some(scenario) = next else { return };
+                        let result = self.one(&ctx, &runtime, scenario);
+                        results
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(result);
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        let (mut lost, mut duplicated, mut failed, mut skipped) = (0, 0, Vec::new(), Vec::new());
+        for (name, outcome) in &results {
             lost += outcome.lost;
             duplicated += outcome.duplicated;
-            let secs = began.elapsed().as_secs();
-            let line = match (&outcome.skipped, outcome.pass) {
-                (Some(why), _) => {
-                    skipped.push(scenario.name);
-                    format!("SKIP {}: {why}", scenario.name)
-                }
-                (None, true) => format!("PASS {}: {} ({secs}s)", scenario.name, outcome.figures),
-                (None, false) => {
-                    failed.push(scenario.name);
-                    format!("FAIL {}: {} ({secs}s)", scenario.name, outcome.figures)
-                }
-            };
-            println!("{line}");
+            match (&outcome.skipped, outcome.pass) {
+                (Some(_), _) => skipped.push(*name),
+                (None, false) => failed.push(*name),
+                (None, true) => {}
+            }
         }
         println!(
             "chaos: lost={lost} duplicated={duplicated} failed={} skipped={} in {}s",
@@ -145,6 +146,45 @@ impl Chaos {
             bail!("chaos: {} scenario(s) failed: {}", failed.len(), failed.join(", "));
         }
         Ok(())
+    }
+}
+
+impl Chaos {
+    /// Runs one scenario within its bound and prints its line.
+    fn one(
+        &self,
+        ctx: &Ctx,
+        runtime: &tokio::runtime::Runtime,
+        scenario: &scenarios::Scenario,
+    ) -> (&'static str, Outcome) {
+        let bound = if self.quick {
+            scenario.quick_bound
+        } else {
+            scenario.bound
+        };
+        eprintln!("chaos: {} (at most {}s) …", scenario.name, bound.as_secs());
+        let began = Instant::now();
+        let outcome = runtime.block_on(async {
+            match tokio::time::timeout(bound, (scenario.run)(ctx)).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(error)) => Outcome {
+                    figures: format!("error: {error:#}"),
+                    ..Outcome::default()
+                },
+                Err(_) => Outcome {
+                    figures: format!("did not finish within {}s", bound.as_secs()),
+                    ..Outcome::default()
+                },
+            }
+        });
+        let secs = began.elapsed().as_secs();
+        let line = match (&outcome.skipped, outcome.pass) {
+            (Some(why), _) => format!("SKIP {}: {why}", scenario.name),
+            (None, true) => format!("PASS {}: {} ({secs}s)", scenario.name, outcome.figures),
+            (None, false) => format!("FAIL {}: {} ({secs}s)", scenario.name, outcome.figures),
+        };
+        println!("{line}");
+        (scenario.name, outcome)
     }
 }
 
