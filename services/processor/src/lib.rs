@@ -150,7 +150,7 @@ pub async fn run(
     pipeline.run(consumer, stop_rx).await
 }
 
-/// Takes a lock named after the group and instance id, so a second processor started with
+/// Takes a lock named after the brokers, the group and the instance id, so a second processor started with
 /// the same id on this machine stops at once naming it (the broker would otherwise fence one
 /// of them, or, on brokers that do not fence, let both consume the same partitions). Held
 /// until the process exits. Where the lock cannot be created (a read-only root file system,
@@ -159,10 +159,15 @@ fn lock_instance_id(config: &Config) -> Result<Option<std::fs::File>> {
     let Some(id) = &config.group_instance_id else {
         return Ok(None);
     };
-    let lock = std::env::temp_dir().join(format!(
-        "flightdeck-processor-{}-{id}.lock",
-        config.group_id.replace(['/', '\\'], "_")
-    ));
+    // Same id, same group, same brokers: the same member. Another stack on this machine
+    // (a test, a second `dev`) may reuse the name.
+    let cluster = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&config.bootstrap_servers, &config.group_id).hash(&mut hasher);
+        hasher.finish()
+    };
+    let lock = std::env::temp_dir().join(format!("flightdeck-processor-{cluster:016x}-{id}.lock"));
     let Ok(file) = std::fs::File::create(&lock) else {
         tracing::debug!(lock = %lock.display(), "no instance lock (read-only file system)");
         return Ok(None);
