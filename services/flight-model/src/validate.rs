@@ -127,7 +127,10 @@ impl fmt::Display for Rejection {
             Self::NegativeVelocity(v) => write!(f, "velocity {v} is negative"),
             Self::NonFinite(field) => write!(f, "{field} is not a finite number"),
             Self::TextContainsNul(field) => {
-                write!(f, "{field} contains a NUL byte, which PostgreSQL text cannot store")
+                write!(
+                    f,
+                    "{field} contains a NUL byte, which PostgreSQL text cannot store"
+                )
             }
             Self::TextTooLong { field, bytes } => write!(
                 f,
@@ -137,7 +140,10 @@ impl fmt::Display for Rejection {
                 write!(f, "{field} {value} does not fit its smallint column")
             }
             Self::RejectedByDatabase { sqlstate, message } => {
-                write!(f, "PostgreSQL refused the row: {message} (SQLSTATE {sqlstate})")
+                write!(
+                    f,
+                    "PostgreSQL refused the row: {message} (SQLSTATE {sqlstate})"
+                )
             }
         }
     }

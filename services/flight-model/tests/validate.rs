@@ -218,7 +218,11 @@ fn text_postgresql_cannot_store_is_a_data_error_of_its_own() {
 fn integers_beyond_their_smallint_column_are_named_as_such() {
     let json = String::from_utf8(valid().to_json()).expect("utf-8");
     for (from, to, field) in [
-        ("\"position_source\":0", "\"position_source\":40000", "position_source"),
+        (
+            "\"position_source\":0",
+            "\"position_source\":40000",
+            "position_source",
+        ),
         ("\"category\":null", "\"category\":-32769", "category"),
     ] {
         let bad = json.replace(from, to);

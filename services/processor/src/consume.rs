@@ -131,9 +131,18 @@ pub fn client_config(config: &Config, static_member: bool) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         // A new group starts at the beginning of the topic: nothing produced is skipped.
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", SESSION_TIMEOUT.as_millis().to_string())
-        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL.as_millis().to_string())
-        .set("max.poll.interval.ms", MAX_POLL_INTERVAL.as_millis().to_string())
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            HEARTBEAT_INTERVAL.as_millis().to_string(),
+        )
+        .set(
+            "max.poll.interval.ms",
+            MAX_POLL_INTERVAL.as_millis().to_string(),
+        )
         // Statistics every 5 s feed the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
     if let Some(id) = config.group_instance_id.as_ref().filter(|_| static_member) {
@@ -426,7 +435,10 @@ impl Pipeline {
             let error = match rows.insert(&self.pool).await {
                 Ok(n) => {
                     if attempt > 0 {
-                        tracing::info!(attempts = attempt + 1, "the batch is written after retrying");
+                        tracing::info!(
+                            attempts = attempt + 1,
+                            "the batch is written after retrying"
+                        );
                         self.health.retrying(None);
                     }
                     return Ok(Written::Rows(n));
@@ -441,7 +453,8 @@ impl Pipeline {
                 .failures
                 .get_or_create(&FailureLabel::new("write", Class::Transient))
                 .inc();
-            self.health.retrying(Some(format!("writing {} rows: {error}", rows.len())));
+            self.health
+                .retrying(Some(format!("writing {} rows: {error}", rows.len())));
             let delay = Backoff::SERVICE.random_delay(attempt);
             tracing::warn!(%error, rows = rows.len(), attempt, retry_in = ?delay, "writing the batch failed: retrying, nothing is committed meanwhile");
             if !retry::sleep_unless_stopped(delay, stop).await {
@@ -474,7 +487,13 @@ impl Pipeline {
         }
     }
 
-    fn record(&self, outcome: &BatchOutcome, rejected: &[Rejected], started: Instant, ranges: &str) {
+    fn record(
+        &self,
+        outcome: &BatchOutcome,
+        rejected: &[Rejected],
+        started: Instant,
+        ranges: &str,
+    ) {
         let m = &self.metrics;
         m.records_in.inc_by(outcome.records);
         m.rows_written.inc_by(outcome.inserted);

@@ -80,7 +80,10 @@ impl Dlq {
             .set("message.timeout.ms", "30000")
             // As large as the DLQ topic accepts (default 1 MB would refuse the very
             // records most likely to be rejected: the huge ones).
-            .set("message.max.bytes", config.dlq_max_message_bytes.to_string())
+            .set(
+                "message.max.bytes",
+                config.dlq_max_message_bytes.to_string(),
+            )
             .create()?;
         Ok(Self {
             producer,

@@ -189,7 +189,11 @@ impl Health {
             let mut details = String::new();
             let _ = writeln!(details, "postgres: {}", status(&postgres));
             let _ = writeln!(details, "kafka: {}", status(&i.kafka));
-            let held: Vec<String> = i.held.iter().map(|p| format!("{}/{p}", self.topic)).collect();
+            let held: Vec<String> = i
+                .held
+                .iter()
+                .map(|p| format!("{}/{p}", self.topic))
+                .collect();
             if held.is_empty() {
                 let _ = write!(details, "partitions held: none (of {partitions})");
                 if partitions > 0 && stuck.is_empty() {
@@ -271,11 +275,22 @@ mod tests {
         let later = t0 + SESSION + Duration::from_secs(1);
         health.observed(group(&[(0, 700, 100)]), later);
         let verdict = health.verdict(later, Ok(()));
-        assert!(verdict.body().contains("no partitions"), "{}", verdict.body());
+        assert!(
+            verdict.body().contains("no partitions"),
+            "{}",
+            verdict.body()
+        );
         assert!(verdict.rejoin, "{verdict:?}");
-        assert!(verdict.details.contains("group lag: 700"), "{}", verdict.details);
+        assert!(
+            verdict.details.contains("group lag: 700"),
+            "{}",
+            verdict.details
+        );
         health.rejoined(later);
-        assert!(!health.verdict(later, Ok(())).rejoin, "a fresh member gets a session");
+        assert!(
+            !health.verdict(later, Ok(())).rejoin,
+            "a fresh member gets a session"
+        );
     }
 
     #[test]
@@ -289,7 +304,11 @@ mod tests {
         let verdict = health.verdict(later, Ok(()));
         assert!(verdict.not_ready.is_empty(), "{}", verdict.body());
         assert!(!verdict.rejoin);
-        assert!(verdict.details.contains("replicas beyond the 2 partitions"), "{}", verdict.details);
+        assert!(
+            verdict.details.contains("replicas beyond the 2 partitions"),
+            "{}",
+            verdict.details
+        );
     }
 
     #[test]
@@ -302,19 +321,44 @@ mod tests {
         let later = t0 + 2 * SESSION;
         health.observed(group(&[(0, 900, 100)]), later);
         let verdict = health.verdict(later, Ok(()));
-        assert!(verdict.body().contains("retrying a write"), "{}", verdict.body());
-        assert!(verdict.body().contains("connection refused"), "{}", verdict.body());
+        assert!(
+            verdict.body().contains("retrying a write"),
+            "{}",
+            verdict.body()
+        );
+        assert!(
+            verdict.body().contains("connection refused"),
+            "{}",
+            verdict.body()
+        );
         assert!(!verdict.rejoin);
-        assert!(verdict.details.contains("flights/0, flights/1"), "{}", verdict.details);
+        assert!(
+            verdict.details.contains("flights/0, flights/1"),
+            "{}",
+            verdict.details
+        );
         health.retrying(None);
-        assert!(health.verdict(later, Ok(())).rejoin, "held but idle and stuck: rejoin");
+        assert!(
+            health.verdict(later, Ok(())).rejoin,
+            "held but idle and stuck: rejoin"
+        );
     }
 
     #[test]
     fn an_unreachable_dependency_is_named() {
         let health = Health::new("flights", SESSION);
         let verdict = health.verdict(Instant::now(), Err("connection refused".into()));
-        assert!(verdict.body().starts_with("not ready: postgres unreachable"), "{}", verdict.body());
-        assert!(verdict.body().contains("kafka unreachable"), "{}", verdict.body());
+        assert!(
+            verdict
+                .body()
+                .starts_with("not ready: postgres unreachable"),
+            "{}",
+            verdict.body()
+        );
+        assert!(
+            verdict.body().contains("kafka unreachable"),
+            "{}",
+            verdict.body()
+        );
     }
 }

@@ -419,7 +419,11 @@ async fn a_nul_byte_in_a_callsign_is_dead_lettered_and_the_thousand_records_afte
     assert!(poison.contains(r#""callsign":"A\u0000B""#), "{poison}");
     // The poison first, then 1,000 valid records, all under one key: one partition, in order.
     let mut all = vec![(Some("a01388".to_owned()), Some(poison.clone().into_bytes()))];
-    all.extend(valid(0..1_000).into_iter().map(|(_, v)| (Some("a01388".to_owned()), v)));
+    all.extend(
+        valid(0..1_000)
+            .into_iter()
+            .map(|(_, v)| (Some("a01388".to_owned()), v)),
+    );
     produce(&stack.bootstrap_servers(), &all).await;
 
     let started = Instant::now();
@@ -440,8 +444,14 @@ async fn a_nul_byte_in_a_callsign_is_dead_lettered_and_the_thousand_records_afte
     let (payload, headers) = &dlq[0];
     assert_eq!(payload.as_slice(), poison.as_bytes(), "unchanged");
     assert_eq!(header(headers, "flightdeck.reason"), "text_contains_nul");
-    assert!(header(headers, "flightdeck.detail").contains("callsign"), "{headers:?}");
-    assert!(landed_in < Duration::from_secs(30), "within seconds: {landed_in:?}");
+    assert!(
+        header(headers, "flightdeck.detail").contains("callsign"),
+        "{headers:?}"
+    );
+    assert!(
+        landed_in < Duration::from_secs(30),
+        "within seconds: {landed_in:?}"
+    );
     eprintln!("1,000 rows and 1 DLQ record {landed_in:?} after the processor started");
     processor.stop();
 }
@@ -458,9 +468,12 @@ async fn a_data_error_no_rule_foresaw_is_isolated_by_splitting_the_batch() {
     // Migrate first, then add a rule PostgreSQL enforces and the processor does not know.
     // Same instance id as the processor below: a restart, as the kubelet does it.
     let (mut first, _) = start_processor(&stack, dir.path(), "processor", 100);
-    wait_for("the table", &mut first, Duration::from_secs(60), async || {
-        count(&pool).await >= 0
-    })
+    wait_for(
+        "the table",
+        &mut first,
+        Duration::from_secs(60),
+        async || count(&pool).await >= 0,
+    )
     .await;
     first.stop();
     sqlx::query("ALTER TABLE flight_data ADD CONSTRAINT no_poison CHECK (callsign <> 'POISON')")
@@ -475,15 +488,21 @@ async fn a_data_error_no_rule_foresaw_is_isolated_by_splitting_the_batch() {
     }
     produce(&stack.bootstrap_servers(), &all).await;
     let (mut processor, http_port) = start_processor(&stack, dir.path(), "processor", 1_000);
-    wait_for("297 rows", &mut processor, Duration::from_secs(60), async || {
-        count(&pool).await == 297
-    })
+    wait_for(
+        "297 rows",
+        &mut processor,
+        Duration::from_secs(60),
+        async || count(&pool).await == 297,
+    )
     .await;
     let dlq = dlq_records(&stack.bootstrap_servers(), 3);
     assert_eq!(dlq.len(), 3, "exactly the three records at fault");
     for (_, headers) in &dlq {
         assert_eq!(header(headers, "flightdeck.reason"), "rejected_by_database");
-        assert!(header(headers, "flightdeck.detail").contains("23514"), "{headers:?}");
+        assert!(
+            header(headers, "flightdeck.detail").contains("23514"),
+            "{headers:?}"
+        );
     }
     let metrics = reqwest_free_get(http_port, "/metrics").await;
     let permanent = metrics
@@ -514,9 +533,12 @@ async fn a_record_too_large_for_the_dlq_is_stored_truncated_with_its_original_si
     let pool = PgPool::connect(&stack.database_url())
         .await
         .expect("connect");
-    wait_for("10 rows", &mut processor, Duration::from_secs(60), async || {
-        count(&pool).await == 10
-    })
+    wait_for(
+        "10 rows",
+        &mut processor,
+        Duration::from_secs(60),
+        async || count(&pool).await == 10,
+    )
     .await;
     let dlq = dlq_records(&stack.bootstrap_servers(), 1);
     assert_eq!(dlq.len(), 1);
@@ -525,9 +547,15 @@ async fn a_record_too_large_for_the_dlq_is_stored_truncated_with_its_original_si
     assert_eq!(header(headers, "flightdeck.truncated"), "true");
     assert_eq!(header(headers, "flightdeck.original.size"), "300000");
     assert_eq!(header(headers, "flightdeck.source.topic"), "flights");
-    assert!(payload.len() < 100_000 && huge.starts_with(payload), "a prefix of the original");
+    assert!(
+        payload.len() < 100_000 && huge.starts_with(payload),
+        "a prefix of the original"
+    );
     let metrics = reqwest_free_get(http_port, "/metrics").await;
-    assert!(metrics.contains("flightdeck_dlq_truncated_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("flightdeck_dlq_truncated_total 1"),
+        "{metrics}"
+    );
     processor.stop();
 }
 
@@ -573,10 +601,15 @@ async fn a_member_holding_no_partition_while_another_sits_on_the_work_is_not_rea
         &[("FLIGHTS_TOPIC", "solo"), ("GROUP_ID", "solo-group")],
     );
     let mut last = String::new();
-    wait_for("/readyz to say no partitions", &mut processor, Duration::from_secs(120), async || {
-        last = reqwest_free_get(http_port, "/readyz").await;
-        last.contains("no partitions")
-    })
+    wait_for(
+        "/readyz to say no partitions",
+        &mut processor,
+        Duration::from_secs(120),
+        async || {
+            last = reqwest_free_get(http_port, "/readyz").await;
+            last.contains("no partitions")
+        },
+    )
     .await;
     assert!(last.starts_with("HTTP/1.1 503"), "{last}");
     assert!(last.contains("partitions held: none (of 1)"), "{last}");
@@ -593,15 +626,27 @@ async fn a_second_processor_with_the_same_instance_id_stops_naming_the_id() {
         .expect("local stack");
     let id = format!("clash-{}", std::process::id());
     let (mut first, port) = start_processor(&stack, dir.path(), &id, 100);
-    wait_for("the first to serve", &mut first, Duration::from_secs(60), async || {
-        !reqwest_free_get(port, "/healthz").await.is_empty()
-    })
+    wait_for(
+        "the first to serve",
+        &mut first,
+        Duration::from_secs(60),
+        async || !reqwest_free_get(port, "/healthz").await.is_empty(),
+    )
     .await;
-    let (mut second, _) = start_processor_with(&stack, dir.path(), "second", 100, &[("GROUP_INSTANCE_ID", &id)]);
+    let (mut second, _) = start_processor_with(
+        &stack,
+        dir.path(),
+        "second",
+        100,
+        &[("GROUP_INSTANCE_ID", &id)],
+    );
     let status = second.wait().expect("the second exits");
     let log = std::fs::read_to_string(second.log()).unwrap_or_default();
     assert!(!status.success(), "{log}");
-    assert!(log.contains(&format!("GROUP_INSTANCE_ID \"{id}\" is already used")), "{log}");
+    assert!(
+        log.contains(&format!("GROUP_INSTANCE_ID \"{id}\" is already used")),
+        "{log}"
+    );
     first.ensure_running().expect("the first goes on");
     first.stop();
 }

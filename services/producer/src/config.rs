@@ -105,7 +105,12 @@ pub struct Config {
     pub request_timeout_secs: u64,
 
     /// Live mode: where /healthz, /readyz (a Kafka broker answers) and /metrics are served.
-    #[arg(long, env = "HTTP_ADDR", value_name = "ADDR", default_value = "127.0.0.1:18081")]
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:18081"
+    )]
     pub http_addr: std::net::SocketAddr,
 
     /// Live mode: seconds librdkafka keeps trying to deliver a record before the snapshot
@@ -164,7 +169,9 @@ impl Config {
             return invalid("--polls must be at least 1".into());
         }
         if self.request_timeout_secs == 0 {
-            return invalid("--request-timeout-secs (OPENSKY_TIMEOUT_SECS) must be at least 1".into());
+            return invalid(
+                "--request-timeout-secs (OPENSKY_TIMEOUT_SECS) must be at least 1".into(),
+            );
         }
         if self.delivery_timeout_secs == 0 {
             return invalid(

@@ -255,14 +255,22 @@ impl Error {
             Self::DecodeResponse { .. } | Self::DecodeToken { .. } => {
                 "OpenSky answered something that is not its JSON (a proxy's page, a cut body): check OPENSKY_API_URL and any proxy"
             }
-            Self::Rejected { status: 401 | 403, .. }
+            Self::Rejected {
+                status: 401 | 403, ..
+            }
             | Self::Unauthorized { .. }
-            | Self::CredentialsRejected { status: 401 | 403, .. } => {
+            | Self::CredentialsRejected {
+                status: 401 | 403, ..
+            } => {
                 "check OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET, or OpenSky refuses this network address (cloud providers' addresses are often blocked)"
             }
             Self::Rejected { status: 404, .. } => "check OPENSKY_API_URL (it must end in /api)",
-            Self::Rejected { .. } => "check OPENSKY_API_URL and the query flags (--bbox, --extended)",
-            Self::CredentialsRejected { .. } => "check OPENSKY_TOKEN_URL and the client credentials",
+            Self::Rejected { .. } => {
+                "check OPENSKY_API_URL and the query flags (--bbox, --extended)"
+            }
+            Self::CredentialsRejected { .. } => {
+                "check OPENSKY_TOKEN_URL and the client credentials"
+            }
             _ => "see the error",
         }
     }

@@ -173,7 +173,11 @@ async fn deliver<F: Future<Output = ()>>(
         let (failed, total, first) = match producer.produce(&records).await {
             Ok(produced) => {
                 if attempt > 0 {
-                    info!(produced, attempts = attempt + 1, "the snapshot is delivered after retrying");
+                    info!(
+                        produced,
+                        attempts = attempt + 1,
+                        "the snapshot is delivered after retrying"
+                    );
                 }
                 return Ok(Some(produced));
             }
@@ -257,7 +261,10 @@ impl Causes {
         };
         metrics.poll_failed(&cause);
         if self.current.as_deref() == Some(cause.as_str()) {
-            debug!(cause, attempt, retry_in_secs, "OpenSky poll failed again, same cause");
+            debug!(
+                cause,
+                attempt, retry_in_secs, "OpenSky poll failed again, same cause"
+            );
             return;
         }
         match result {

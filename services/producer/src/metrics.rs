@@ -118,7 +118,13 @@ mod tests {
             text.contains("flightdeck_opensky_poll_failures_total{cause=\"http_404\"} 2"),
             "{text}"
         );
-        assert!(text.contains("flightdeck_records_produced_total 7"), "{text}");
-        assert!(text.contains("flightdeck_snapshot_delivery_failures_total 0"), "{text}");
+        assert!(
+            text.contains("flightdeck_records_produced_total 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flightdeck_snapshot_delivery_failures_total 0"),
+            "{text}"
+        );
     }
 }

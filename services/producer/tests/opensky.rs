@@ -283,7 +283,10 @@ async fn a_404_is_retried_at_the_backoff_and_names_its_fix() {
         matches!(error, Error::Rejected { status: 404, .. }),
         "{error:?}"
     );
-    assert!(error.is_retryable(), "the live producer never exits on an answer");
+    assert!(
+        error.is_retryable(),
+        "the live producer never exits on an answer"
+    );
     assert_eq!(error.cause().as_deref(), Some("http_404"));
     assert!(error.fix().contains("OPENSKY_API_URL"), "{}", error.fix());
     assert_eq!(
@@ -483,7 +486,11 @@ async fn rejected_credentials_are_an_error_naming_the_client_id_but_not_the_secr
         "an operator fixes the secret while the producer keeps trying"
     );
     assert_eq!(error.cause().as_deref(), Some("token_http_401"));
-    assert!(error.fix().contains("OPENSKY_CLIENT_SECRET"), "{}", error.fix());
+    assert!(
+        error.fix().contains("OPENSKY_CLIENT_SECRET"),
+        "{}",
+        error.fix()
+    );
     for shown in [producer::error_chain(&error), format!("{error:?}")] {
         assert!(shown.contains("alice-api-client"), "{shown}");
         assert!(!shown.contains(CLIENT_SECRET), "{shown}");

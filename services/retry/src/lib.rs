@@ -232,7 +232,8 @@ mod tests {
     #[tokio::test]
     async fn a_stop_cuts_the_sleep_short() {
         let (tx, mut rx) = watch::channel(false);
-        let sleeper = tokio::spawn(async move { sleep_unless_stopped(3600 * SECOND, &mut rx).await });
+        let sleeper =
+            tokio::spawn(async move { sleep_unless_stopped(3600 * SECOND, &mut rx).await });
         tx.send(true).expect("send");
         assert!(!sleeper.await.expect("joins"));
     }

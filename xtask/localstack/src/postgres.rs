@@ -125,7 +125,11 @@ impl Postgres {
     /// NB: each backend calls `setsid()`, so the postmaster's process group holds only
     /// the postmaster: the children are found by their parent id in `/proc`.
     pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
-        let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+        let signal = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
         let postmaster = self.process.pid().context("PostgreSQL is not running")?;
         let mut pids = vec![postmaster];
         for entry in std::fs::read_dir("/proc")?.flatten() {

@@ -25,7 +25,11 @@ pub async fn create_flightdeck_topics(bootstrap_servers: &str) -> anyhow::Result
     create_topics_with(
         bootstrap_servers,
         &[
-            ("flights", FLIGHTS_PARTITIONS, &[("max.message.bytes", &flights)]),
+            (
+                "flights",
+                FLIGHTS_PARTITIONS,
+                &[("max.message.bytes", &flights)],
+            ),
             ("flights.dlq", 1, &[("max.message.bytes", &dlq)]),
         ],
     )
@@ -34,8 +38,10 @@ pub async fn create_flightdeck_topics(bootstrap_servers: &str) -> anyhow::Result
 
 /// Creates each `(name, partitions)` topic with replication factor 1, keeping existing ones.
 pub async fn create_topics(bootstrap_servers: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
-    let topics: Vec<(&str, i32, &[(&str, &str)])> =
-        topics.iter().map(|&(name, partitions)| (name, partitions, &[][..])).collect();
+    let topics: Vec<TopicSpec<'_>> = topics
+        .iter()
+        .map(|&(name, partitions)| (name, partitions, &[][..]))
+        .collect();
     create_topics_with(bootstrap_servers, &topics).await
 }
 

@@ -40,8 +40,7 @@ impl Fixtures {
         files.sort();
         let mut responses = Vec::new();
         for file in files {
-            let text =
-                std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
+            let text = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
             responses.push(
                 serde_json::from_slice(&text)
                     .with_context(|| format!("parse {}", file.display()))?,

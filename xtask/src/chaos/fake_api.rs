@@ -212,6 +212,8 @@ async fn token(State(shared): State<Shared>) -> Response {
         Some(status) => StatusCode::from_u16(status)
             .unwrap_or(StatusCode::UNAUTHORIZED)
             .into_response(),
-        None => json(br#"{"access_token":"chaos-token","expires_in":1800,"token_type":"Bearer"}"#.to_vec()),
+        None => json(
+            br#"{"access_token":"chaos-token","expires_in":1800,"token_type":"Bearer"}"#.to_vec(),
+        ),
     }
 }

@@ -140,10 +140,17 @@ impl Chaos {
             started.elapsed().as_secs()
         );
         if !skipped.is_empty() {
-            eprintln!("chaos: SKIPPED (not run on this machine): {}", skipped.join(", "));
+            eprintln!(
+                "chaos: SKIPPED (not run on this machine): {}",
+                skipped.join(", ")
+            );
         }
         if !failed.is_empty() {
-            bail!("chaos: {} scenario(s) failed: {}", failed.len(), failed.join(", "));
+            bail!(
+                "chaos: {} scenario(s) failed: {}",
+                failed.len(),
+                failed.join(", ")
+            );
         }
         Ok(())
     }
@@ -192,7 +199,10 @@ impl Chaos {
 fn p50_max(values: &[Duration]) -> (Duration, Duration) {
     let mut sorted = values.to_vec();
     sorted.sort();
-    let p50 = sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or_default();
+    let p50 = sorted
+        .get(sorted.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default();
     (p50, sorted.last().copied().unwrap_or_default())
 }
 

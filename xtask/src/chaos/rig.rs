@@ -110,9 +110,11 @@ impl Rig {
     pub fn start_processor(&mut self, index: usize) -> anyhow::Result<()> {
         let (database_url, bootstrap) = (self.stack.database_url(), self.stack.bootstrap_servers());
         let replica = &mut self.replicas[index];
-        let log = self
-            .dir
-            .join(format!("processor-{}-{}.log", replica.name, replica.logs.len()));
+        let log = self.dir.join(format!(
+            "processor-{}-{}.log",
+            replica.name,
+            replica.logs.len()
+        ));
         let mut cmd = Command::new(&self.bins.processor);
         cmd.env("DATABASE_URL", database_url)
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
@@ -132,7 +134,11 @@ impl Rig {
     }
 
     /// Stops replica `index` with `signal` (SIGKILL: a crash) and waits for it to exit.
-    pub fn stop_processor(&mut self, index: usize, signal: Signal) -> Option<std::process::ExitStatus> {
+    pub fn stop_processor(
+        &mut self,
+        index: usize,
+        signal: Signal,
+    ) -> Option<std::process::ExitStatus> {
         self.replicas[index]
             .process
             .take()
@@ -152,7 +158,11 @@ impl Rig {
         for (key, value) in env {
             cmd.env(key, value);
         }
-        self.producer = Some(Managed::spawn("producer", cmd, &self.dir.join("producer.log"))?);
+        self.producer = Some(Managed::spawn(
+            "producer",
+            cmd,
+            &self.dir.join("producer.log"),
+        )?);
         Ok(port)
     }
 
@@ -208,7 +218,7 @@ impl Rig {
     }
 
     /// Every DLQ record: value and headers.
-    pub fn dlq(&self) -> anyhow::Result<Vec<(Vec<u8>, BTreeMap<String, String>)>> {
+    pub fn dlq(&self) -> anyhow::Result<Vec<DeadLetter>> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.stack.bootstrap_servers())
             .set("group.id", "chaos-dlq-reader")
@@ -254,6 +264,9 @@ impl Rig {
     }
 }
 
+/// A DLQ record: its value and its headers.
+pub type DeadLetter = (Vec<u8>, BTreeMap<String, String>);
+
 /// What landed against what was expected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Landed {
@@ -281,11 +294,12 @@ fn read_events(log: &Path) -> Vec<LogEvent> {
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|v| {
-            LogEvent {
-                message: v["fields"]["message"].as_str().unwrap_or_default().to_owned(),
-                fields: v["fields"].clone(),
-            }
+        .map(|v| LogEvent {
+            message: v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            fields: v["fields"].clone(),
         })
         .collect()
 }
@@ -313,10 +327,9 @@ pub async fn produce_raw(bootstrap: &str, values: &[(String, Vec<u8>)]) -> anyho
         .create()?;
     let mut pending = Vec::new();
     for (key, value) in values {
-        let record: FutureRecord<'_, str, [u8]> =
-            FutureRecord::to(flight_model::FLIGHTS_TOPIC)
-                .key(key.as_str())
-                .payload(value.as_slice());
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(flight_model::FLIGHTS_TOPIC)
+            .key(key.as_str())
+            .payload(value.as_slice());
         pending.push(
             producer
                 .send_result(record)
@@ -337,7 +350,9 @@ pub async fn produce_raw(bootstrap: &str, values: &[(String, Vec<u8>)]) -> anyho
 pub async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let get = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         stream
             .write_all(
                 format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")

@@ -213,7 +213,12 @@ async fn poison(ctx: &Ctx) -> anyhow::Result<Outcome> {
         let got = flight_model::validate::decode_and_validate(&p.value, super::corpus::now())
             .err()
             .map(|r| r.reason());
-        anyhow::ensure!(got == p.reason, "corpus: {} gets {got:?}, not {:?}", p.name, p.reason);
+        anyhow::ensure!(
+            got == p.reason,
+            "corpus: {} gets {got:?}, not {:?}",
+            p.name,
+            p.reason
+        );
     }
     expected.add(template.clone());
     // A rule PostgreSQL enforces that no validation rule knows: only the classification
@@ -320,7 +325,10 @@ async fn opensky_faults(ctx: &Ctx) -> anyhow::Result<Outcome> {
     // One fault burst after each served snapshot, so backoffs stay short.
     for faults in script {
         let served = api.served().len();
-        let ok = until(secs(60), async || api.served().len() > served || rig.ensure_running().is_err()).await;
+        let ok = until(secs(60), async || {
+            api.served().len() > served || rig.ensure_running().is_err()
+        })
+        .await;
         rig.ensure_running()?;
         anyhow::ensure!(ok, "the producer fetched no snapshot within 60 s");
         api.inject(faults);
@@ -336,7 +344,9 @@ async fn opensky_faults(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let ready = http_get(port, "/readyz").await;
     let requests = api.requests();
     let after = |answer: &str| {
-        let at = requests.iter().position(|r| r.path == "states" && r.answer.starts_with(answer))?;
+        let at = requests
+            .iter()
+            .position(|r| r.path == "states" && r.answer.starts_with(answer))?;
         let next = requests[at + 1..].iter().find(|r| r.path == "states")?;
         Some(next.at.duration_since(requests[at].at))
     };
@@ -347,9 +357,19 @@ async fn opensky_faults(ctx: &Ctx) -> anyhow::Result<Outcome> {
         checks.push(format!("Retry-After 3 s not honoured ({rate_wait:?})"));
     }
     if hang_wait >= secs(timeout + 10) {
-        checks.push(format!("hang not abandoned within the timeout ({hang_wait:?})"));
+        checks.push(format!(
+            "hang not abandoned within the timeout ({hang_wait:?})"
+        ));
     }
-    for cause in ["http_429", "http_503", "timeout", "bad_body", "http_404", "http_403", "token_http_401"] {
+    for cause in [
+        "http_429",
+        "http_503",
+        "timeout",
+        "bad_body",
+        "http_404",
+        "http_403",
+        "token_http_401",
+    ] {
         if !metrics.contains(&format!("cause=\"{cause}\"")) {
             checks.push(format!("no {cause} counted"));
         }
@@ -366,7 +386,11 @@ async fn opensky_faults(ctx: &Ctx) -> anyhow::Result<Outcome> {
             requests.len(),
             rate_wait.as_secs_f64(),
             hang_wait.as_secs_f64(),
-            if checks.is_empty() { String::new() } else { format!(" PROBLEMS {checks:?}") }
+            if checks.is_empty() {
+                String::new()
+            } else {
+                format!(" PROBLEMS {checks:?}")
+            }
         ),
     ))
 }
@@ -452,7 +476,11 @@ async fn broker_kill(ctx: &Ctx) -> anyhow::Result<Outcome> {
 
 async fn processor_kill(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut rig = Rig::start(&ctx.root, "processor-kill9", &ctx.bins).await?;
-    let (total, kills) = if ctx.quick { (12_000, 3) } else { (200_000, 20) };
+    let (total, kills) = if ctx.quick {
+        (12_000, 3)
+    } else {
+        (200_000, 20)
+    };
     let expected = records(ctx, 400_000, total)?.valid_only();
     rig.add_processor("p0")?;
     let feed = paced(
@@ -521,7 +549,11 @@ async fn sigterm(ctx: &Ctx) -> anyhow::Result<Outcome> {
     // Long batches: a stop nearly always finds one in hand.
     rig.processor_env("BATCH_LINGER_MS", "1500");
     rig.add_processor("p0")?;
-    let feed = paced(rig.stack.bootstrap_servers(), &expected.records, secs(stops as u64 * 6 + 4));
+    let feed = paced(
+        rig.stack.bootstrap_servers(),
+        &expected.records,
+        secs(stops as u64 * 6 + 4),
+    );
     let mut clean = 0;
     for _ in 0..stops {
         let start = rig.replicas[0].logs.len() - 1;
@@ -542,7 +574,9 @@ async fn sigterm(ctx: &Ctx) -> anyhow::Result<Outcome> {
     Ok(outcome(
         landed,
         clean == stops && redelivered == 0,
-        format!("SIGTERM x{stops}: exit 0 after the commit={clean}/{stops} redeliveries={redelivered}"),
+        format!(
+            "SIGTERM x{stops}: exit 0 after the commit={clean}/{stops} redeliveries={redelivered}"
+        ),
     ))
 }
 
@@ -563,7 +597,11 @@ async fn postgres_faults(ctx: &Ctx) -> anyhow::Result<Outcome> {
         rig.stack.postgres.restart()?;
         let back = Instant::now();
         until(secs(60), async || progress(&rig).await > before).await;
-        let _ = write!(figures, "restart: progress {:.1}s after; ", back.elapsed().as_secs_f64());
+        let _ = write!(
+            figures,
+            "restart: progress {:.1}s after; ",
+            back.elapsed().as_secs_f64()
+        );
     }
     eprintln!("chaos:   PostgreSQL down for {outage}s");
     let before_outage = progress(&rig).await;
@@ -604,7 +642,10 @@ async fn postgres_faults(ctx: &Ctx) -> anyhow::Result<Outcome> {
 async fn disk_full(ctx: &Ctx) -> anyhow::Result<Outcome> {
     if !nix::unistd::Uid::effective().is_root() {
         let why = "mounting a small tmpfs for the table needs root".to_owned();
-        anyhow::ensure!(std::env::var("CI").is_err(), "{why} (CI=true: run the suite as root)");
+        anyhow::ensure!(
+            std::env::var("CI").is_err(),
+            "{why} (CI=true: run the suite as root)"
+        );
         return Ok(Outcome {
             skipped: Some(why),
             ..Outcome::default()
@@ -618,11 +659,17 @@ async fn disk_full(ctx: &Ctx) -> anyhow::Result<Outcome> {
         nix::unistd::chown(&space, Some(user.uid), Some(user.gid))?;
     }
     rig.add_processor("p0")?;
-    until(secs(60), async || rig.rows().await.is_ok_and(|(_, n)| n == 0) && table_exists(&rig).await).await;
-    sqlx::query(&format!("CREATE TABLESPACE chaos_small LOCATION '{}'", space.display()))
-        .execute(&rig.pool)
-        .await
-        .context("create the tablespace")?;
+    until(secs(60), async || {
+        rig.rows().await.is_ok_and(|(_, n)| n == 0) && table_exists(&rig).await
+    })
+    .await;
+    sqlx::query(&format!(
+        "CREATE TABLESPACE chaos_small LOCATION '{}'",
+        space.display()
+    ))
+    .execute(&rig.pool)
+    .await
+    .context("create the tablespace")?;
     sqlx::query("ALTER TABLE flight_data SET TABLESPACE chaos_small")
         .execute(&rig.pool)
         .await
@@ -641,7 +688,8 @@ async fn disk_full(ctx: &Ctx) -> anyhow::Result<Outcome> {
     feed.await??;
     let landed = rig.wait_landed(&expected.keys, secs(120)).await?;
     let metrics = http_get(port, "/metrics").await;
-    let transient = metrics.contains("flightdeck_failures_total{stage=\"write\",class=\"transient\"}")
+    let transient = metrics
+        .contains("flightdeck_failures_total{stage=\"write\",class=\"transient\"}")
         && !metrics.contains("flightdeck_failures_total{stage=\"write\",class=\"transient\"} 0");
     Ok(outcome(
         landed,
@@ -689,11 +737,21 @@ impl Tmpfs {
         let path = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&path)?;
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(&path)
             .status()
             .context("run mount")?;
-        anyhow::ensure!(status.success(), "mount a tmpfs on {} failed", path.display());
+        anyhow::ensure!(
+            status.success(),
+            "mount a tmpfs on {} failed",
+            path.display()
+        );
         Ok(Self { path })
     }
 
@@ -748,13 +806,20 @@ async fn replicas(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let standby_ok = ready.starts_with("HTTP/1.1 200")
         && (holds_partitions(&rig, added) || ready.contains("replicas beyond the 3 partitions"));
     let events = rig.log_events();
-    let assigned = events.iter().filter(|e| e.message == "partitions assigned").count();
+    let assigned = events
+        .iter()
+        .filter(|e| e.message == "partitions assigned")
+        .count();
     Ok(outcome(
         landed,
         standby_ok,
         format!(
             "p0..p2 with p1 killed -9 x{kills} (restarted under its id), p3 added mid-stream (ready, {}); rebalances logged={assigned} rejoins={} redeliveries={}",
-            if holds_partitions(&rig, added) { "holds a partition" } else { "an idle standby" },
+            if holds_partitions(&rig, added) {
+                "holds a partition"
+            } else {
+                "an idle standby"
+            },
             count(&rig, "idle while"),
             redeliveries(&events)
         ),
@@ -769,14 +834,14 @@ fn holds_partitions(rig: &Rig, index: usize) -> bool {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| {
+        .find(|v| {
             matches!(
                 v["fields"]["message"].as_str(),
                 Some("partitions assigned" | "partitions revoked")
             )
         })
-        .last()
         .and_then(|v| v["fields"]["held"].as_str().map(|h| h != "[]"))
         .unwrap_or(false)
 }
