@@ -10,7 +10,8 @@ use xshell::Shell;
 use crate::pipeline::cargo;
 use crate::skips;
 
-/// Run fmt, clippy, every test, the offline lint, the local e2e and a quick bench.
+/// Run fmt, clippy, every test, the offline lint, the local e2e, the quick fault suite and
+/// a quick bench.
 #[derive(Debug, clap::Args)]
 pub struct Ci {}
 
@@ -70,6 +71,13 @@ fn steps(sh: &Shell) -> anyhow::Result<()> {
         fixtures: Vec::new(),
         cluster: None,
         no_dashboard: false,
+    }
+    .run(sh)?;
+    step("cargo xtask chaos --quick");
+    crate::chaos::Chaos {
+        quick: true,
+        only: Vec::new(),
+        list: false,
     }
     .run(sh)?;
     step("cargo xtask bench --quick");

@@ -4,6 +4,7 @@
 //! dispatches; every command lives in its own module.
 
 mod bench;
+mod chaos;
 mod ci;
 mod cluster;
 mod dashboard;
@@ -36,7 +37,9 @@ enum Command {
     Dev(dev::Dev),
     /// Replay the committed fixtures through the real pipeline and check what lands.
     E2e(e2e::E2e),
-    /// Everything CI runs: fmt, clippy, tests, lint, the local e2e and a quick bench.
+    /// Inject faults on purpose (kill -9, broker and database outages, poison records…) and prove nothing is lost.
+    Chaos(chaos::Chaos),
+    /// Everything CI runs: fmt, clippy, tests, lint, the local e2e, a quick fault suite and a quick bench.
     Ci(ci::Ci),
     /// Measure the pipeline: throughput, CPU and memory of every part, latency, Python baseline.
     Bench(bench::Bench),
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(cmd) => cmd.run(&sh),
         Command::E2e(cmd) => cmd.run(&sh),
+        Command::Chaos(cmd) => cmd.run(&sh),
         Command::Ci(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Images(cmd) => cmd.run(&sh),

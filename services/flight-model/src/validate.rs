@@ -5,12 +5,18 @@
 
 use std::fmt;
 
-use crate::wire::FlightRecord;
+use crate::wire::{FlightRecord, WireRecord};
 
 /// 2000-01-01T00:00:00Z: every time must be after it.
 pub const EARLIEST_TIME: i64 = 946_684_800;
 /// How far in the future a time may lie, in seconds.
 pub const MAX_FUTURE_SECS: i64 = 3_600;
+/// The longest text field, in bytes.
+///
+/// NB: PostgreSQL refuses a btree index entry over 2,704 bytes (`origin_country` is
+/// indexed), so a longer value fails the whole INSERT. Real callsigns have 8 characters
+/// and country names fewer than 60: 1,024 bytes leaves room and keeps every row storable.
+pub const MAX_TEXT_BYTES: usize = 1_024;
 
 /// Why a record was rejected. [`Rejection::reason`] is the stable code used in the DLQ
 /// header and the `reason` metric label; `Display` gives the detail.
@@ -39,11 +45,36 @@ pub enum Rejection {
     NegativeVelocity(f64),
     /// A float field that is NaN or infinite.
     NonFinite(&'static str),
+    /// A text field holds a NUL byte, which PostgreSQL cannot store in `text`.
+    TextContainsNul(&'static str),
+    /// A text field is longer than [`MAX_TEXT_BYTES`].
+    TextTooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length in bytes.
+        bytes: usize,
+    },
+    /// An integer that does not fit its column (`smallint` for `position_source` and
+    /// `category`).
+    OutOfColumnRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: i64,
+    },
+    /// PostgreSQL refused the row with a data error that no rule foresaw; the processor
+    /// isolated it by splitting its batch.
+    RejectedByDatabase {
+        /// The SQLSTATE code.
+        sqlstate: String,
+        /// PostgreSQL's message.
+        message: String,
+    },
 }
 
 impl Rejection {
     /// Every reason code, for metrics that start at zero.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 13] = [
         "malformed",
         "invalid_icao24",
         "latitude_out_of_range",
@@ -53,6 +84,10 @@ impl Rejection {
         "category_out_of_range",
         "negative_velocity",
         "non_finite_float",
+        "text_contains_nul",
+        "text_too_long",
+        "value_out_of_column_range",
+        "rejected_by_database",
     ];
 
     /// The stable, machine-readable reason code.
@@ -67,6 +102,10 @@ impl Rejection {
             Self::CategoryOutOfRange(_) => 6,
             Self::NegativeVelocity(_) => 7,
             Self::NonFinite(_) => 8,
+            Self::TextContainsNul(_) => 9,
+            Self::TextTooLong { .. } => 10,
+            Self::OutOfColumnRange { .. } => 11,
+            Self::RejectedByDatabase { .. } => 12,
         };
         Self::REASONS[index]
     }
@@ -87,6 +126,25 @@ impl fmt::Display for Rejection {
             Self::CategoryOutOfRange(v) => write!(f, "category {v} is not 0..=20"),
             Self::NegativeVelocity(v) => write!(f, "velocity {v} is negative"),
             Self::NonFinite(field) => write!(f, "{field} is not a finite number"),
+            Self::TextContainsNul(field) => {
+                write!(
+                    f,
+                    "{field} contains a NUL byte, which PostgreSQL text cannot store"
+                )
+            }
+            Self::TextTooLong { field, bytes } => write!(
+                f,
+                "{field} is {bytes} bytes long, over the limit of {MAX_TEXT_BYTES}"
+            ),
+            Self::OutOfColumnRange { field, value } => {
+                write!(f, "{field} {value} does not fit its smallint column")
+            }
+            Self::RejectedByDatabase { sqlstate, message } => {
+                write!(
+                    f,
+                    "PostgreSQL refused the row: {message} (SQLSTATE {sqlstate})"
+                )
+            }
         }
     }
 }
@@ -136,6 +194,22 @@ pub fn validate(r: &FlightRecord, now: i64) -> Result<(), Rejection> {
     {
         return Err(Rejection::NegativeVelocity(velocity));
     }
+    for (field, value) in [
+        ("callsign", &r.callsign),
+        ("origin_country", &r.origin_country),
+        ("squawk", &r.squawk),
+    ] {
+        let Some(text) = value else { continue };
+        if text.contains('\0') {
+            return Err(Rejection::TextContainsNul(field));
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Rejection::TextTooLong {
+                field,
+                bytes: text.len(),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -144,8 +218,13 @@ fn is_icao24(s: &str) -> bool {
 }
 
 /// Decodes and validates one Kafka record value in one step.
+///
+/// Integers are read wider than their columns, so a `position_source` of 40000 is
+/// `value_out_of_column_range`, not `malformed`.
 pub fn decode_and_validate(bytes: &[u8], now: i64) -> Result<FlightRecord, Rejection> {
-    let record = FlightRecord::from_json(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let wire: WireRecord =
+        serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let record = wire.into_record()?;
     validate(&record, now)?;
     Ok(record)
 }

@@ -61,6 +61,61 @@ impl FlightRecord {
     }
 }
 
+/// [`FlightRecord`] as decoded from the wire, with the `smallint` fields read as `i64`
+/// so that a value out of the column's range is named as such instead of failing the
+/// whole decode.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireRecord {
+    icao24: String,
+    callsign: Option<String>,
+    origin_country: Option<String>,
+    time_position: i64,
+    last_contact: i64,
+    longitude: f64,
+    latitude: f64,
+    baro_altitude: Option<f64>,
+    on_ground: bool,
+    velocity: Option<f64>,
+    true_track: Option<f64>,
+    vertical_rate: Option<f64>,
+    geo_altitude: Option<f64>,
+    squawk: Option<String>,
+    spi: bool,
+    position_source: i64,
+    #[serde(default)]
+    category: Option<i64>,
+    snapshot_time: i64,
+}
+
+impl WireRecord {
+    /// Narrows the integer fields to their columns.
+    pub(crate) fn into_record(self) -> Result<FlightRecord, crate::Rejection> {
+        let smallint = |field: &'static str, value: i64| {
+            i16::try_from(value).map_err(|_| crate::Rejection::OutOfColumnRange { field, value })
+        };
+        Ok(FlightRecord {
+            position_source: smallint("position_source", self.position_source)?,
+            category: self.category.map(|c| smallint("category", c)).transpose()?,
+            icao24: self.icao24,
+            callsign: self.callsign,
+            origin_country: self.origin_country,
+            time_position: self.time_position,
+            last_contact: self.last_contact,
+            longitude: self.longitude,
+            latitude: self.latitude,
+            baro_altitude: self.baro_altitude,
+            on_ground: self.on_ground,
+            velocity: self.velocity,
+            true_track: self.true_track,
+            vertical_rate: self.vertical_rate,
+            geo_altitude: self.geo_altitude,
+            squawk: self.squawk,
+            spi: self.spi,
+            snapshot_time: self.snapshot_time,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,7 +167,72 @@ fn every_rejection_has_a_distinct_stable_reason() {
         Rejection::CategoryOutOfRange(0),
         Rejection::NegativeVelocity(0.0),
         Rejection::NonFinite("x"),
+        Rejection::TextContainsNul("x"),
+        Rejection::TextTooLong {
+            field: "x",
+            bytes: 0,
+        },
+        Rejection::OutOfColumnRange {
+            field: "x",
+            value: 0,
+        },
+        Rejection::RejectedByDatabase {
+            sqlstate: String::new(),
+            message: String::new(),
+        },
     ];
     let reasons: Vec<_> = all.iter().map(Rejection::reason).collect();
     assert_eq!(reasons, Rejection::REASONS);
+}
+
+#[test]
+fn text_postgresql_cannot_store_is_a_data_error_of_its_own() {
+    assert_eq!(
+        reason(|r| r.callsign = Some("A\0B".into())),
+        Some("text_contains_nul")
+    );
+    assert_eq!(
+        reason(|r| r.origin_country = Some("\0".into())),
+        Some("text_contains_nul")
+    );
+    assert_eq!(
+        reason(|r| r.squawk = Some("7\u{0}00".into())),
+        Some("text_contains_nul")
+    );
+    let limit = flight_model::validate::MAX_TEXT_BYTES;
+    assert_eq!(reason(|r| r.origin_country = Some("x".repeat(limit))), None);
+    assert_eq!(
+        reason(|r| r.origin_country = Some("x".repeat(limit + 1))),
+        Some("text_too_long")
+    );
+    // The JSON escape is how such a record actually arrives.
+    let json = String::from_utf8(valid().to_json())
+        .expect("utf-8")
+        .replace("DLH9LF", "A\\u0000B");
+    let err = decode_and_validate(json.as_bytes(), NOW).expect_err("rejected");
+    assert_eq!(err.reason(), "text_contains_nul", "{err}");
+    assert!(err.to_string().contains("callsign"), "{err}");
+}
+
+#[test]
+fn integers_beyond_their_smallint_column_are_named_as_such() {
+    let json = String::from_utf8(valid().to_json()).expect("utf-8");
+    for (from, to, field) in [
+        (
+            "\"position_source\":0",
+            "\"position_source\":40000",
+            "position_source",
+        ),
+        ("\"category\":null", "\"category\":-32769", "category"),
+    ] {
+        let bad = json.replace(from, to);
+        assert_ne!(bad, json, "{from} is in the record");
+        let err = decode_and_validate(bad.as_bytes(), NOW).expect_err("rejected");
+        assert_eq!(err.reason(), "value_out_of_column_range", "{err}");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    // In range for the column but not for the rules: the rule's own reason.
+    let bad = json.replace("\"position_source\":0", "\"position_source\":7");
+    let err = decode_and_validate(bad.as_bytes(), NOW).expect_err("rejected");
+    assert_eq!(err.reason(), "position_source_out_of_range");
 }

@@ -8,6 +8,12 @@ use clap::Parser;
 
 use crate::{Error, Result};
 
+/// The default largest DLQ record: 8 MiB, eight times the `flights` topic's 1 MiB, so any
+/// record `flights` accepted fits with its headers.
+pub const DLQ_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// The longest `group.instance.id` accepted (Kafka's limit for names).
+pub const MAX_INSTANCE_ID_LEN: usize = 249;
+
 /// Consume `flights`, validate, write `flight_data`, send invalid records to `flights.dlq`.
 #[derive(Clone, Parser)]
 #[command(name = "processor", version, about)]
@@ -36,6 +42,24 @@ pub struct Config {
     /// The consumer group; replicas in one group share the partitions.
     #[arg(long, env = "GROUP_ID", default_value = flight_model::PROCESSOR_GROUP)]
     pub group_id: String,
+
+    /// This replica's stable name in the group (Kafka static membership, KIP-345): a
+    /// restarted processor with the same name gets its partitions back at once instead of
+    /// waiting out the dead one's session. In Kubernetes the pod name (downward API); on
+    /// the local stack one name per replica. Unset: dynamic membership.
+    #[arg(long, env = "GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
+
+    /// Largest DLQ record in bytes, key and headers included; the `flights.dlq` topic's
+    /// `max.message.bytes` must be at least this. A rejected record that does not fit is
+    /// stored truncated, with headers saying so.
+    #[arg(long, env = "DLQ_MAX_MESSAGE_BYTES", default_value_t = DLQ_MAX_MESSAGE_BYTES)]
+    pub dlq_max_message_bytes: usize,
+
+    /// How long sending to the DLQ may keep failing (for any reason but size) before the
+    /// processor stops with an error rather than commit past the records, in seconds.
+    #[arg(long, env = "DLQ_GIVE_UP_AFTER_SECS", default_value_t = 300)]
+    pub dlq_give_up_after_secs: u64,
 
     /// Most records written in one transaction.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 5000)]
@@ -80,7 +104,20 @@ impl Config {
         if self.topic == self.dlq_topic {
             return Err(Error::Config("--topic and --dlq-topic must differ".into()));
         }
+        if let Some(id) = &self.group_instance_id {
+            validate_instance_id(id)?;
+        }
+        if self.dlq_max_message_bytes < 64 * 1024 {
+            return Err(Error::Config(
+                "DLQ_MAX_MESSAGE_BYTES (--dlq-max-message-bytes) must be at least 65536".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// How long DLQ sends may fail before the processor stops.
+    pub fn dlq_give_up_after(&self) -> Duration {
+        Duration::from_secs(self.dlq_give_up_after_secs)
     }
 
     /// The batch linger as a duration.
@@ -102,12 +139,41 @@ impl fmt::Debug for Config {
             .field("topic", &self.topic)
             .field("dlq_topic", &self.dlq_topic)
             .field("group_id", &self.group_id)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("dlq_max_message_bytes", &self.dlq_max_message_bytes)
+            .field("dlq_give_up_after_secs", &self.dlq_give_up_after_secs)
             .field("batch_size", &self.batch_size)
             .field("batch_linger_ms", &self.batch_linger_ms)
             .field("http_addr", &self.http_addr)
             .field("db_max_connections", &self.db_max_connections)
             .finish()
     }
+}
+
+/// Checks a `group.instance.id` the way the broker will, naming the variable.
+pub fn validate_instance_id(id: &str) -> Result<()> {
+    const VARIABLE: &str = "GROUP_INSTANCE_ID (--group-instance-id)";
+    if id.trim().is_empty() {
+        return Err(Error::Config(format!(
+            "{VARIABLE} is empty: set a stable name per replica (the pod name in Kubernetes) \
+             or unset it for dynamic membership"
+        )));
+    }
+    if id.len() > MAX_INSTANCE_ID_LEN {
+        return Err(Error::Config(format!(
+            "{VARIABLE} is {} characters long; the broker accepts at most {MAX_INSTANCE_ID_LEN}",
+            id.len()
+        )));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Error::Config(format!(
+            "{VARIABLE} {id:?} contains {bad:?}; use only ASCII letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
 }
 
 /// Replaces the password of `scheme://user:password@host/...` with `***`; also the value of
@@ -177,6 +243,26 @@ mod tests {
             "{err}"
         );
         assert!(config(&["--database-url", "postgres://a@b/c", "--batch-sise", "3"]).is_err());
+    }
+
+    #[test]
+    fn a_bad_instance_id_is_a_startup_error_naming_the_variable() {
+        let base = ["--database-url", "postgres://a@b/c", "--group-instance-id"];
+        for (id, says) in [
+            ("", "is empty"),
+            ("  ", "is empty"),
+            (&"p".repeat(250), "at most 249"),
+            ("processor 0", "contains ' '"),
+        ] {
+            let c = config(&[&base[..], &[id]].concat()).expect("parses");
+            let err = c.validate().expect_err("invalid").to_string();
+            assert!(err.contains("GROUP_INSTANCE_ID"), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
+        let c = config(&[&base[..], &[&"p".repeat(249)]].concat()).expect("parses");
+        assert_eq!(c.validate().ok(), Some(()));
+        let c = config(&[&base[..], &["processor-7d9f-x2k4q"]].concat()).expect("parses");
+        assert_eq!(c.validate().ok(), Some(()));
     }
 
     #[test]

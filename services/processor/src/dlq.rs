@@ -1,19 +1,40 @@
-//! The dead-letter queue: invalid records go to `flights.dlq` unchanged, with headers
+//! The dead-letter queue: rejected records go to `flights.dlq` unchanged, with headers
 //! naming the reason and where the record came from.
+//!
+//! The DLQ always accepts. Its producer's `message.max.bytes` is
+//! [`Config::dlq_max_message_bytes`] (8 MiB by default; the topic is created with at least
+//! that), so any record `flights` accepted fits. A record that still does not fit, because
+//! the configured limit or the broker's is smaller, is stored with its value truncated and
+//! the headers `flightdeck.truncated`, `flightdeck.original.size` saying so (besides the
+//! source topic, partition and offset every DLQ record carries). Any other failure is
+//! retried with backoff; when sends keep failing for [`Config::dlq_give_up_after`] the
+//! processor stops with an error naming the topic, and the batch is never committed.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flight_model::{
     HEADER_DETAIL, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 };
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use retry::{Backoff, Class};
 use tokio::sync::watch;
 
-use crate::sink::{backoff, sleep_unless_stopped};
+use crate::health::Health;
+use crate::metrics::{FailureLabel, Metrics};
 use crate::{Config, Error, Result};
+
+/// DLQ header set to `true` on a record whose value was cut to fit.
+pub const HEADER_TRUNCATED: &str = "flightdeck.truncated";
+/// DLQ header with the original value's size in bytes, on a truncated record.
+pub const HEADER_ORIGINAL_SIZE: &str = "flightdeck.original.size";
+/// Room kept for the key, the headers and the record's framing.
+const OVERHEAD: usize = 16 * 1024;
 
 /// One record to dead-letter.
 #[derive(Debug, Clone)]
@@ -38,11 +59,15 @@ pub struct Rejected {
 pub struct Dlq {
     producer: FutureProducer,
     topic: String,
+    max_bytes: usize,
+    give_up_after: Duration,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl Dlq {
     /// Creates the producer (no network traffic yet).
-    pub fn new(config: &Config) -> Result<Self> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<Self> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &config.bootstrap_servers)
             // Retries never duplicate or reorder a DLQ record.
@@ -53,56 +78,105 @@ impl Dlq {
             // Fail a delivery after 30 s so a dead broker surfaces as a retried error
             // instead of a silent stall.
             .set("message.timeout.ms", "30000")
+            // As large as the DLQ topic accepts (default 1 MB would refuse the very
+            // records most likely to be rejected: the huge ones).
+            .set(
+                "message.max.bytes",
+                config.dlq_max_message_bytes.to_string(),
+            )
             .create()?;
         Ok(Self {
             producer,
             topic: config.dlq_topic.clone(),
+            max_bytes: config.dlq_max_message_bytes,
+            give_up_after: config.dlq_give_up_after(),
+            metrics,
+            health,
         })
     }
 
-    /// Sends every record and waits until the broker acknowledged all of them, retrying
-    /// failed deliveries until they succeed or shutdown is requested.
+    /// Sends every record and waits until the broker acknowledged all of them. Transient
+    /// failures are retried with backoff for up to the give-up time; a record too large is
+    /// truncated further and sent again.
     pub async fn send_all(
         &self,
         records: &[Rejected],
         stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
-        let mut pending: Vec<&Rejected> = records.iter().collect();
+        // Per record: the most value bytes it may carry.
+        let mut pending: Vec<(&Rejected, usize)> = records
+            .iter()
+            .map(|r| (r, self.max_bytes.saturating_sub(OVERHEAD)))
+            .collect();
+        let started = Instant::now();
         let mut attempt = 0;
         while !pending.is_empty() {
-            let mut futures = Vec::with_capacity(pending.len());
-            for r in &pending {
-                futures.push((*r, self.enqueue(r).await));
+            let mut deliveries = Vec::with_capacity(pending.len());
+            for &(r, limit) in &pending {
+                deliveries.push((r, limit, self.enqueue(r, limit).await));
             }
             let mut failed = Vec::new();
-            for (r, delivery) in futures {
-                match delivery {
-                    Some(future) => match future.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((error, _))) => {
-                            tracing::warn!(%error, partition = r.partition, offset = r.offset, "dlq delivery failed");
-                            failed.push(r);
-                        }
-                        Err(_) => failed.push(r),
+            let mut last_error = None;
+            for (r, limit, delivery) in deliveries {
+                let error = match delivery {
+                    Ok(future) => match future.await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err((error, _))) => error,
+                        Err(_) => KafkaError::Canceled,
                     },
-                    None => failed.push(r),
+                    Err(error) => error,
+                };
+                let class = retry::kafka(&error);
+                self.metrics
+                    .failures
+                    .get_or_create(&FailureLabel::new("dlq", class))
+                    .inc();
+                tracing::warn!(%error, class = class.as_str(), partition = r.partition, offset = r.offset, "dlq delivery failed");
+                match class {
+                    // Too large for the broker even so: halve what the value may keep.
+                    Class::Permanent => failed.push((r, (limit / 2).max(1024))),
+                    Class::Transient => failed.push((r, limit)),
                 }
+                last_error = Some(error);
             }
             pending = failed;
-            if !pending.is_empty() {
-                if !sleep_unless_stopped(backoff(attempt), stop).await {
-                    return Err(Error::Interrupted("the DLQ topic"));
+            if let Some(error) = last_error {
+                let waited = started.elapsed();
+                if waited >= self.give_up_after {
+                    self.health.retrying(None);
+                    return Err(Error::DlqUnavailable {
+                        topic: self.topic.clone(),
+                        waited,
+                        source: error,
+                    });
                 }
                 attempt += 1;
+                self.health.retrying(Some(format!(
+                    "sending {} record(s) to {}: {error}",
+                    pending.len(),
+                    self.topic
+                )));
+                if !retry::sleep_unless_stopped(Backoff::SERVICE.random_delay(attempt), stop).await
+                {
+                    return Err(Error::Interrupted("the DLQ topic"));
+                }
             }
         }
+        self.health.retrying(None);
         Ok(())
     }
 
-    async fn enqueue(&self, r: &Rejected) -> Option<rdkafka::producer::DeliveryFuture> {
+    async fn enqueue(
+        &self,
+        r: &Rejected,
+        limit: usize,
+    ) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
-        let headers = OwnedHeaders::new()
+        let value = r.payload.as_deref();
+        let original_size = value.map_or(0, <[u8]>::len).to_string();
+        let truncated = value.is_some_and(|v| v.len() > limit);
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: HEADER_REASON,
                 value: Some(r.reason),
@@ -123,25 +197,44 @@ impl Dlq {
                 key: HEADER_SOURCE_OFFSET,
                 value: Some(&offset),
             });
+        if truncated {
+            headers = headers
+                .insert(Header {
+                    key: HEADER_TRUNCATED,
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: HEADER_ORIGINAL_SIZE,
+                    value: Some(&original_size),
+                });
+            self.metrics.dlq_truncated.inc();
+            tracing::warn!(
+                original_size,
+                kept = limit,
+                partition = r.partition,
+                offset = r.offset,
+                "dlq record too large: storing it truncated"
+            );
+        }
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.topic).headers(headers);
         if let Some(key) = &r.key {
-            record = record.key(key.as_slice());
+            // A key is never over a few bytes in `flights`, but a poison record's could be.
+            record = record.key(&key[..key.len().min(OVERHEAD / 4)]);
         }
-        if let Some(payload) = &r.payload {
-            record = record.payload(payload.as_slice());
+        if let Some(value) = value {
+            record = record.payload(&value[..value.len().min(limit)]);
         }
         // The local queue holds 100 000 records; when it is full, wait for room.
-        for _ in 0..600 {
+        loop {
             match self.producer.send_result(record) {
-                Ok(future) => return Some(future),
-                Err((error, returned)) => {
-                    tracing::debug!(%error, "dlq queue full, waiting");
+                Ok(future) => return Ok(future),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                Err((error, _)) => return Err(error),
             }
         }
-        None
     }
 }

@@ -1,19 +1,19 @@
-//! `/healthz` (the process runs), `/readyz` (PostgreSQL and the broker answer) and
-//! `/metrics` (Prometheus text).
+//! `/healthz` (the process runs), `/readyz` (the instance is doing its share: PostgreSQL
+//! and the broker answer, no write is being retried, and it is not idle while the group's
+//! work waits; see [`crate::health`]) and `/metrics` (Prometheus text).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State as Extract;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use rdkafka::consumer::Consumer;
 use sqlx::PgPool;
 
-use crate::consume::LoggedConsumer;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
@@ -22,12 +22,10 @@ use crate::{Error, Result};
 pub struct State {
     /// The database pool.
     pub pool: PgPool,
-    /// The Kafka consumer, for a metadata round trip.
-    pub consumer: Arc<LoggedConsumer>,
+    /// What the consume loop and the group monitor report.
+    pub health: Arc<Health>,
     /// The metrics to expose.
     pub metrics: Arc<Metrics>,
-    /// The consumed topic.
-    pub topic: String,
 }
 
 /// Binds `addr` and serves in the background; returns the bound address.
@@ -57,27 +55,18 @@ async fn readyz(Extract(state): Extract<State>) -> impl IntoResponse {
         sqlx::query("SELECT 1").execute(&state.pool),
     )
     .await;
-    let db_ok = matches!(db, Ok(Ok(_)));
-    let consumer = state.consumer.clone();
-    let topic = state.topic.clone();
-    let kafka_ok = tokio::task::spawn_blocking(move || {
-        consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(2))
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
-    let body = format!(
-        "postgres: {}\nkafka: {}\n",
-        if db_ok { "ok" } else { "unreachable" },
-        if kafka_ok { "ok" } else { "unreachable" }
-    );
-    let status = if db_ok && kafka_ok {
+    let postgres = match db {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 2 s".into()),
+    };
+    let verdict = state.health.verdict(Instant::now(), postgres);
+    let status = if verdict.not_ready.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, body)
+    (status, verdict.body())
 }
 
 async fn metrics(Extract(state): Extract<State>) -> impl IntoResponse {

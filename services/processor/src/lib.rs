@@ -14,6 +14,8 @@
 pub mod config;
 pub mod consume;
 pub mod dlq;
+pub mod group;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod sink;
@@ -51,6 +53,44 @@ pub enum Error {
     /// Shutdown was requested while a dependency was still unreachable.
     #[error("stopped while {0} was unreachable")]
     Interrupted(&'static str),
+    /// The DLQ topic refused records for too long; nothing past them was committed.
+    #[error(
+        "could not write rejected records to {topic} for {waited:?}: stopping without \
+         committing past them (they are consumed again after a restart): {source}"
+    )]
+    DlqUnavailable {
+        /// The DLQ topic.
+        topic: String,
+        /// How long sends kept failing.
+        waited: std::time::Duration,
+        /// The last failure.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// Another processor on this machine already runs under this instance id.
+    #[error(
+        "GROUP_INSTANCE_ID {id:?} is already used by another processor on this machine \
+         (lock {}): give every replica its own id", lock.display()
+    )]
+    InstanceIdInUse {
+        /// The clashing id.
+        id: String,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
+    /// The broker fenced this instance: another process uses the same instance id.
+    #[error(
+        "group.instance.id {id:?} is already used by another processor in group {group}: \
+         the broker fenced this one ({detail}); give every replica its own GROUP_INSTANCE_ID"
+    )]
+    Fenced {
+        /// The clashing id.
+        id: String,
+        /// The group.
+        group: String,
+        /// librdkafka's words.
+        detail: String,
+    },
 }
 
 /// The crate's result type.
@@ -62,8 +102,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let _instance = lock_instance_id(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = Arc::new(health::Health::new(&config.topic, consume::SESSION_TIMEOUT));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: finishing the current batch");
@@ -71,34 +113,76 @@ pub async fn run(
     });
     let pool = sink::connect(&config, stop_rx.clone()).await?;
     sink::migrate(&pool).await?;
-    let consumer = consume::connect(&config, metrics.clone(), stop_rx.clone()).await?;
-    let dlq = dlq::Dlq::new(&config)?;
+    let consumer =
+        consume::connect(&config, true, metrics.clone(), health.clone(), &mut stop_rx).await?;
+    group::spawn(&config, health.clone(), metrics.clone(), stop_rx.clone())?;
+    let dlq = dlq::Dlq::new(&config, metrics.clone(), health.clone())?;
     let http = http::serve(
         config.http_addr,
         http::State {
             pool: pool.clone(),
-            consumer: consumer.clone(),
+            health: health.clone(),
             metrics: metrics.clone(),
-            topic: config.topic.clone(),
         },
     )
     .await?;
     tracing::info!(
         topic = config.topic,
         group = config.group_id,
+        instance = config.group_instance_id.as_deref().unwrap_or("(dynamic membership)"),
         http = %http,
         database = %config.redacted_database_url(),
         "processor running"
     );
+    if config.group_instance_id.is_none() {
+        tracing::warn!(
+            "GROUP_INSTANCE_ID is not set: dynamic membership, so a restarted processor waits \
+             out its predecessor's session before it gets partitions"
+        );
+    }
     let pipeline = consume::Pipeline {
-        consumer,
+        config,
         dlq,
         pool,
         metrics,
-        batch_size: config.batch_size,
-        linger: config.batch_linger(),
+        health,
     };
-    pipeline.run(stop_rx).await
+    pipeline.run(consumer, stop_rx).await
+}
+
+/// Takes a lock named after the brokers, the group and the instance id, so a second processor started with
+/// the same id on this machine stops at once naming it (the broker would otherwise fence one
+/// of them, or, on brokers that do not fence, let both consume the same partitions). Held
+/// until the process exits. Where the lock cannot be created (a read-only root file system,
+/// as in the cluster, where pod names are unique anyway) there is no local check.
+fn lock_instance_id(config: &Config) -> Result<Option<std::fs::File>> {
+    let Some(id) = &config.group_instance_id else {
+        return Ok(None);
+    };
+    // Same id, same group, same brokers: the same member. Another stack on this machine
+    // (a test, a second `dev`) may reuse the name.
+    let cluster = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&config.bootstrap_servers, &config.group_id).hash(&mut hasher);
+        hasher.finish()
+    };
+    let lock = std::env::temp_dir().join(format!("flightdeck-processor-{cluster:016x}-{id}.lock"));
+    let Ok(file) = std::fs::File::create(&lock) else {
+        tracing::debug!(lock = %lock.display(), "no instance lock (read-only file system)");
+        return Ok(None);
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InstanceIdInUse {
+            id: id.clone(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::debug!(%e, lock = %lock.display(), "no instance lock");
+            Ok(None)
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

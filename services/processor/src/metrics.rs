@@ -23,6 +23,25 @@ pub struct PartitionLabel {
     pub partition: String,
 }
 
+/// Label naming a failure: where it happened and whether it was retried.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabel {
+    /// `write` (PostgreSQL) or `dlq` (the DLQ topic).
+    pub stage: String,
+    /// `transient` (retried) or `permanent` (the records were isolated).
+    pub class: String,
+}
+
+impl FailureLabel {
+    /// The label for `stage` and `class`.
+    pub fn new(stage: &str, class: retry::Class) -> Self {
+        Self {
+            stage: stage.into(),
+            class: class.as_str().into(),
+        }
+    }
+}
+
 /// Every metric the processor exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -39,6 +58,16 @@ pub struct Metrics {
     pub batch_duration: Histogram,
     /// Records behind the end of each assigned partition, from librdkafka's statistics.
     pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// The whole group's lag per partition (committed offset to end), from the monitor.
+    pub group_lag: Family<PartitionLabel, Gauge>,
+    /// Failed writes and DLQ sends, by stage and class.
+    pub failures: Family<FailureLabel, Counter>,
+    /// DLQ records stored truncated because they exceeded the DLQ's size limit.
+    pub dlq_truncated: Counter,
+    /// Times this instance replaced its consumer to rejoin the group.
+    pub consumer_rejoins: Counter,
+    /// Partitions this instance holds.
+    pub partitions_held: Gauge,
 }
 
 impl Metrics {
@@ -51,6 +80,11 @@ impl Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let batch_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let consumer_lag = Family::<PartitionLabel, Gauge>::default();
+        let group_lag = Family::<PartitionLabel, Gauge>::default();
+        let failures = Family::<FailureLabel, Counter>::default();
+        let dlq_truncated = Counter::default();
+        let consumer_rejoins = Counter::default();
+        let partitions_held = Gauge::default();
         registry.register(
             "flightdeck_records_in",
             "Records consumed from the flights topic",
@@ -81,6 +115,37 @@ impl Metrics {
             "Records between the committed position and the end of each assigned partition",
             consumer_lag.clone(),
         );
+        registry.register(
+            "flightdeck_group_lag_records",
+            "Records between the group's committed offset and the end of each partition",
+            group_lag.clone(),
+        );
+        registry.register(
+            "flightdeck_failures",
+            "Failed PostgreSQL writes (stage=write) and DLQ sends (stage=dlq): transient ones \
+             are retried, permanent ones isolate and dead-letter the records at fault",
+            failures.clone(),
+        );
+        registry.register(
+            "flightdeck_dlq_truncated",
+            "DLQ records stored truncated because they exceeded the DLQ's size limit",
+            dlq_truncated.clone(),
+        );
+        registry.register(
+            "flightdeck_consumer_rejoins",
+            "Times this instance replaced its consumer because it sat idle while work waited",
+            consumer_rejoins.clone(),
+        );
+        registry.register(
+            "flightdeck_partitions_held",
+            "Partitions of the flights topic this instance holds",
+            partitions_held.clone(),
+        );
+        for stage in ["write", "dlq"] {
+            for class in [retry::Class::Transient, retry::Class::Permanent] {
+                let _ = failures.get_or_create(&FailureLabel::new(stage, class));
+            }
+        }
         for reason in flight_model::Rejection::REASONS {
             let _ = rejected.get_or_create(&ReasonLabel {
                 reason: reason.into(),
@@ -94,6 +159,11 @@ impl Metrics {
             rejected,
             batch_duration,
             consumer_lag,
+            group_lag,
+            failures,
+            dlq_truncated,
+            consumer_rejoins,
+            partitions_held,
         }
     }
 
@@ -139,5 +209,14 @@ mod tests {
             text.contains("flightdeck_batch_duration_seconds_bucket"),
             "{text}"
         );
+        for line in [
+            "flightdeck_failures_total{stage=\"write\",class=\"transient\"} 0",
+            "flightdeck_failures_total{stage=\"dlq\",class=\"permanent\"} 0",
+            "flightdeck_dlq_truncated_total 0",
+            "flightdeck_consumer_rejoins_total 0",
+            "flightdeck_records_rejected_total{reason=\"text_contains_nul\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

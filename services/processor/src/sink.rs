@@ -340,25 +340,9 @@ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::floa
         spi, position_source, category, snapshot_time)
 ON CONFLICT (icao24, time_position) DO NOTHING";
 
-/// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s … capped at 30 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = 500u64.saturating_mul(1 << attempt.min(6)).min(30_000);
-    Duration::from_millis(base / 2 + fastrand::u64(0..=base / 2))
-}
-
-/// Sleeps for `delay` unless shutdown is requested first; returns whether to go on.
-pub async fn sleep_unless_stopped(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
-        _ = stop.changed() => false,
-    }
-}
-
 /// Connects to PostgreSQL, retrying with backoff and saying plainly what is unreachable.
 pub async fn connect(config: &Config, mut stop: watch::Receiver<bool>) -> Result<PgPool> {
+    use retry::{Backoff, sleep_unless_stopped};
     let mut attempt = 0;
     loop {
         // NB: a plain connection first: a pool would only report "timed out" where this
@@ -375,7 +359,8 @@ pub async fn connect(config: &Config, mut stop: watch::Receiver<bool>) -> Result
                 return Ok(pool);
             }
             Err(error) => {
-                let delay = backoff(attempt);
+                attempt += 1;
+                let delay = Backoff::SERVICE.random_delay(attempt);
                 tracing::warn!(
                     database = %config.redacted_database_url(),
                     %error,
@@ -385,7 +370,6 @@ pub async fn connect(config: &Config, mut stop: watch::Receiver<bool>) -> Result
                 if !sleep_unless_stopped(delay, &mut stop).await {
                     return Err(Error::Interrupted("postgres"));
                 }
-                attempt += 1;
             }
         }
     }
@@ -395,19 +379,4 @@ pub async fn connect(config: &Config, mut stop: watch::Receiver<bool>) -> Result
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     sqlx::migrate!("./migrations").run(pool).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        for attempt in 0..20 {
-            let d = backoff(attempt).as_millis() as u64;
-            let base = (500u64 << attempt.min(6)).min(30_000);
-            assert!((base / 2..=base).contains(&d), "attempt {attempt}: {d} ms");
-        }
-        assert!(backoff(30) <= Duration::from_secs(30));
-    }
 }

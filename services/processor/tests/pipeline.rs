@@ -44,14 +44,19 @@ fn record(i: u32) -> FlightRecord {
 }
 
 async fn produce(bootstrap: &str, values: &[(Option<String>, Option<Vec<u8>>)]) {
+    produce_to(bootstrap, "flights", values).await;
+}
+
+async fn produce_to(bootstrap: &str, topic: &str, values: &[(Option<String>, Option<Vec<u8>>)]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
+        .set("message.max.bytes", "2000000")
         .create()
         .expect("producer");
     let mut pending = Vec::new();
     for (key, value) in values {
-        let mut r: FutureRecord<'_, str, [u8]> = FutureRecord::to("flights");
+        let mut r: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic);
         if let Some(k) = key {
             r = r.key(k.as_str());
         }
@@ -75,6 +80,16 @@ fn valid(range: std::ops::Range<u32>) -> Vec<(Option<String>, Option<Vec<u8>>)> 
 }
 
 fn start_processor(stack: &Stack, dir: &Path, name: &str, batch_size: usize) -> (Managed, u16) {
+    start_processor_with(stack, dir, name, batch_size, &[])
+}
+
+fn start_processor_with(
+    stack: &Stack,
+    dir: &Path,
+    name: &str,
+    batch_size: usize,
+    env: &[(&str, &str)],
+) -> (Managed, u16) {
     let port = localstack::free_port().expect("port");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_processor"));
     cmd.env("DATABASE_URL", stack.database_url())
@@ -82,7 +97,11 @@ fn start_processor(stack: &Stack, dir: &Path, name: &str, batch_size: usize) -> 
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("BATCH_SIZE", batch_size.to_string())
         .env("BATCH_LINGER_MS", "50")
+        .env("GROUP_INSTANCE_ID", name)
         .env("RUST_LOG", "info");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     let process =
         Managed::spawn(name, cmd, &dir.join(format!("{name}.log"))).expect("spawn processor");
     (process, port)
@@ -117,16 +136,25 @@ async fn wait_for(
 /// A DLQ record: its value and its headers.
 type DeadLetter = (Vec<u8>, Vec<(String, String)>);
 
-fn dlq_records(bootstrap: &str) -> Vec<DeadLetter> {
+/// Every DLQ record, once there are at least `expected` (rows land before their batch's
+/// DLQ records are acknowledged, so a test that saw its rows waits for those).
+fn dlq_records(bootstrap: &str, expected: i64) -> Vec<DeadLetter> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "pipeline-test-reader")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks("flights.dlq", 0, Duration::from_secs(10))
-        .expect("watermarks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let high = loop {
+        let (_, high) = consumer
+            .fetch_watermarks("flights.dlq", 0, Duration::from_secs(10))
+            .expect("watermarks");
+        if high >= expected || Instant::now() > deadline {
+            break high;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("flights.dlq", 0, Offset::Beginning)
         .expect("tpl");
@@ -198,7 +226,7 @@ async fn valid_records_land_once_and_invalid_ones_reach_the_dlq_with_their_reaso
         async || count(&pool).await == 50,
     )
     .await;
-    let dlq = dlq_records(&stack.bootstrap_servers());
+    let dlq = dlq_records(&stack.bootstrap_servers(), 5);
     assert_eq!(dlq.len(), 5, "every invalid record is dead-lettered once");
     // Records of different keys sit in different partitions: match by payload, not order.
     let expected = [
@@ -276,9 +304,10 @@ async fn valid_records_land_once_and_invalid_ones_reach_the_dlq_with_their_reaso
 /// A plain HTTP/1.1 GET, so the test needs no HTTP client crate.
 async fn reqwest_free_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect http");
+    // Before the processor listens: an empty answer, for callers that poll.
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
     stream
         .write_all(
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -303,7 +332,7 @@ async fn a_processor_killed_mid_stream_restarts_without_losing_or_duplicating_ro
         .await
         .expect("connect");
 
-    let (mut first, _) = start_processor(&stack, dir.path(), "first", 500);
+    let (mut first, _) = start_processor(&stack, dir.path(), "processor", 500);
     wait_for(
         "some rows",
         &mut first,
@@ -321,7 +350,8 @@ async fn a_processor_killed_mid_stream_restarts_without_losing_or_duplicating_ro
         "killed mid-stream ({landed_before_kill} rows)"
     );
 
-    let (mut second, _) = start_processor(&stack, dir.path(), "second", 500);
+    // Restarted under its own instance id, as a container in its pod.
+    let (mut second, _) = start_processor(&stack, dir.path(), "processor", 500);
     wait_for(
         "every row",
         &mut second,
@@ -375,4 +405,248 @@ fn an_unreachable_database_is_named_with_its_password_redacted() {
         "names where:\n{log}"
     );
     assert!(!log.contains("hunter2"), "password leaked:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_byte_in_a_callsign_is_dead_lettered_and_the_thousand_records_after_it_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    let poison = String::from_utf8(record(5_000).to_json())
+        .expect("utf-8")
+        .replace("TST5000", "A\\u0000B");
+    assert!(poison.contains(r#""callsign":"A\u0000B""#), "{poison}");
+    // The poison first, then 1,000 valid records, all under one key: one partition, in order.
+    let mut all = vec![(Some("a01388".to_owned()), Some(poison.clone().into_bytes()))];
+    all.extend(
+        valid(0..1_000)
+            .into_iter()
+            .map(|(_, v)| (Some("a01388".to_owned()), v)),
+    );
+    produce(&stack.bootstrap_servers(), &all).await;
+
+    let started = Instant::now();
+    let (mut processor, _) = start_processor(&stack, dir.path(), "processor", 5_000);
+    let pool = PgPool::connect(&stack.database_url())
+        .await
+        .expect("connect");
+    wait_for(
+        "1,000 rows",
+        &mut processor,
+        Duration::from_secs(60),
+        async || count(&pool).await == 1_000,
+    )
+    .await;
+    let dlq = dlq_records(&stack.bootstrap_servers(), 1);
+    let landed_in = started.elapsed();
+    assert_eq!(dlq.len(), 1, "the poison record alone is dead-lettered");
+    let (payload, headers) = &dlq[0];
+    assert_eq!(payload.as_slice(), poison.as_bytes(), "unchanged");
+    assert_eq!(header(headers, "flightdeck.reason"), "text_contains_nul");
+    assert!(
+        header(headers, "flightdeck.detail").contains("callsign"),
+        "{headers:?}"
+    );
+    assert!(
+        landed_in < Duration::from_secs(30),
+        "within seconds: {landed_in:?}"
+    );
+    eprintln!("1,000 rows and 1 DLQ record {landed_in:?} after the processor started");
+    processor.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_error_no_rule_foresaw_is_isolated_by_splitting_the_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    let pool = PgPool::connect(&stack.database_url())
+        .await
+        .expect("connect");
+    // Migrate first, then add a rule PostgreSQL enforces and the processor does not know.
+    // Same instance id as the processor below: a restart, as the kubelet does it.
+    let (mut first, _) = start_processor(&stack, dir.path(), "processor", 100);
+    wait_for(
+        "the table",
+        &mut first,
+        Duration::from_secs(60),
+        async || count(&pool).await >= 0,
+    )
+    .await;
+    first.stop();
+    sqlx::query("ALTER TABLE flight_data ADD CONSTRAINT no_poison CHECK (callsign <> 'POISON')")
+        .execute(&pool)
+        .await
+        .expect("add constraint");
+    let mut all = valid(0..300);
+    for at in [17, 150, 299] {
+        let mut poison = record(at);
+        poison.callsign = Some("POISON".into());
+        all[at as usize].1 = Some(poison.to_json());
+    }
+    produce(&stack.bootstrap_servers(), &all).await;
+    let (mut processor, http_port) = start_processor(&stack, dir.path(), "processor", 1_000);
+    wait_for(
+        "297 rows",
+        &mut processor,
+        Duration::from_secs(60),
+        async || count(&pool).await == 297,
+    )
+    .await;
+    let dlq = dlq_records(&stack.bootstrap_servers(), 3);
+    assert_eq!(dlq.len(), 3, "exactly the three records at fault");
+    for (_, headers) in &dlq {
+        assert_eq!(header(headers, "flightdeck.reason"), "rejected_by_database");
+        assert!(
+            header(headers, "flightdeck.detail").contains("23514"),
+            "{headers:?}"
+        );
+    }
+    let metrics = reqwest_free_get(http_port, "/metrics").await;
+    let permanent = metrics
+        .lines()
+        .find(|l| l.starts_with("flightdeck_failures_total{stage=\"write\",class=\"permanent\"}"))
+        .unwrap_or_default();
+    assert!(!permanent.ends_with(" 0"), "{metrics}");
+    processor.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_too_large_for_the_dlq_is_stored_truncated_with_its_original_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    let huge: Vec<u8> = (0..300_000u32).map(|i| b"{x"[(i % 2) as usize]).collect();
+    let mut all = valid(0..10);
+    all.push((Some("huge".into()), Some(huge.clone())));
+    produce(&stack.bootstrap_servers(), &all).await;
+    let (mut processor, http_port) = start_processor_with(
+        &stack,
+        dir.path(),
+        "processor",
+        100,
+        &[("DLQ_MAX_MESSAGE_BYTES", "100000")],
+    );
+    let pool = PgPool::connect(&stack.database_url())
+        .await
+        .expect("connect");
+    wait_for(
+        "10 rows",
+        &mut processor,
+        Duration::from_secs(60),
+        async || count(&pool).await == 10,
+    )
+    .await;
+    let dlq = dlq_records(&stack.bootstrap_servers(), 1);
+    assert_eq!(dlq.len(), 1);
+    let (payload, headers) = &dlq[0];
+    assert_eq!(header(headers, "flightdeck.reason"), "malformed");
+    assert_eq!(header(headers, "flightdeck.truncated"), "true");
+    assert_eq!(header(headers, "flightdeck.original.size"), "300000");
+    assert_eq!(header(headers, "flightdeck.source.topic"), "flights");
+    assert!(
+        payload.len() < 100_000 && huge.starts_with(payload),
+        "a prefix of the original"
+    );
+    let metrics = reqwest_free_get(http_port, "/metrics").await;
+    assert!(
+        metrics.contains("flightdeck_dlq_truncated_total 1"),
+        "{metrics}"
+    );
+    processor.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_holding_no_partition_while_another_sits_on_the_work_is_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    // One partition, so one member holds everything.
+    localstack::topics::create_topics(&stack.bootstrap_servers(), &[("solo", 1)])
+        .await
+        .expect("topic");
+    produce_to(&stack.bootstrap_servers(), "solo", &valid(0..100)).await;
+    let hog: rdkafka::consumer::StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", stack.bootstrap_servers())
+        .set("group.id", "solo-group")
+        // Member ids start with the client id and the range assignor gives the only
+        // partition to the first id in order: the hog's.
+        .set("client.id", "a-hog")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "30000")
+        .create()
+        .expect("hog");
+    hog.subscribe(&["solo"]).expect("subscribe");
+    // The hog joins and holds the partition, consuming nothing and committing nothing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hog.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the hog never got the partition");
+        let _ = tokio::time::timeout(Duration::from_millis(200), hog.recv()).await;
+    }
+    let hog_task = tokio::spawn(async move {
+        // Keep polling (so the hog stays in the group) without committing anything.
+        loop {
+            let _ = hog.recv().await;
+        }
+    });
+    let (mut processor, http_port) = start_processor_with(
+        &stack,
+        dir.path(),
+        "idle",
+        100,
+        &[("FLIGHTS_TOPIC", "solo"), ("GROUP_ID", "solo-group")],
+    );
+    let mut last = String::new();
+    wait_for(
+        "/readyz to say no partitions",
+        &mut processor,
+        Duration::from_secs(120),
+        async || {
+            last = reqwest_free_get(http_port, "/readyz").await;
+            last.contains("no partitions")
+        },
+    )
+    .await;
+    assert!(last.starts_with("HTTP/1.1 503"), "{last}");
+    assert!(last.contains("partitions held: none (of 1)"), "{last}");
+    assert!(last.contains("group lag: 100 records"), "{last}");
+    hog_task.abort();
+    processor.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_processor_with_the_same_instance_id_stops_naming_the_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = Stack::start_ephemeral(dir.path())
+        .await
+        .expect("local stack");
+    let id = format!("clash-{}", std::process::id());
+    let (mut first, port) = start_processor(&stack, dir.path(), &id, 100);
+    wait_for(
+        "the first to serve",
+        &mut first,
+        Duration::from_secs(60),
+        async || !reqwest_free_get(port, "/healthz").await.is_empty(),
+    )
+    .await;
+    let (mut second, _) = start_processor_with(
+        &stack,
+        dir.path(),
+        "second",
+        100,
+        &[("GROUP_INSTANCE_ID", &id)],
+    );
+    let status = second.wait().expect("the second exits");
+    let log = std::fs::read_to_string(second.log()).unwrap_or_default();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!("GROUP_INSTANCE_ID \"{id}\" is already used")),
+        "{log}"
+    );
+    first.ensure_running().expect("the first goes on");
+    first.stop();
 }

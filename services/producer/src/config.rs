@@ -98,6 +98,30 @@ pub struct Config {
     /// and exit 0. Without it the producer polls until SIGINT or SIGTERM.
     #[arg(long, value_name = "N")]
     pub polls: Option<u64>,
+
+    /// Seconds one HTTP request to OpenSky may take, connecting and reading the body
+    /// included; a request that hangs longer is abandoned and retried.
+    #[arg(long, env = "OPENSKY_TIMEOUT_SECS", value_name = "SECS", default_value_t = REQUEST_TIMEOUT.as_secs())]
+    pub request_timeout_secs: u64,
+
+    /// Live mode: where /healthz, /readyz (a Kafka broker answers) and /metrics are served.
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:18081"
+    )]
+    pub http_addr: std::net::SocketAddr,
+
+    /// Live mode: seconds librdkafka keeps trying to deliver a record before the snapshot
+    /// is produced again as a whole (it is retried until the broker has all of it).
+    #[arg(
+        long,
+        env = "KAFKA_DELIVERY_TIMEOUT_SECS",
+        value_name = "SECS",
+        default_value_t = 60
+    )]
+    pub delivery_timeout_secs: u64,
 }
 
 impl Config {
@@ -144,6 +168,16 @@ impl Config {
         if self.polls == Some(0) {
             return invalid("--polls must be at least 1".into());
         }
+        if self.request_timeout_secs == 0 {
+            return invalid(
+                "--request-timeout-secs (OPENSKY_TIMEOUT_SECS) must be at least 1".into(),
+            );
+        }
+        if self.delivery_timeout_secs == 0 {
+            return invalid(
+                "--delivery-timeout-secs (KAFKA_DELIVERY_TIMEOUT_SECS) must be at least 1".into(),
+            );
+        }
         Ok(())
     }
 
@@ -162,6 +196,11 @@ impl Config {
         self.client_secret
             .as_ref()
             .filter(|secret| !secret.expose().trim().is_empty())
+    }
+
+    /// How long librdkafka tries to deliver a record.
+    pub fn delivery_timeout(&self) -> Duration {
+        Duration::from_secs(self.delivery_timeout_secs)
     }
 
     /// The time between polls: `--interval`, else 5 s authenticated and 10 s anonymous.

@@ -5,6 +5,14 @@
 //! record (`acks=all`), or fails naming how many it did not. With idempotence on,
 //! librdkafka's own retries add no duplicates; a replay or a restart can still produce a
 //! record twice, which the processor's idempotent table absorbs (at least once).
+//!
+//! NB: a record is given up after `message.timeout.ms` (60 s), not never: the live loop
+//! then produces the *whole snapshot* again, with backoff, until every record is
+//! acknowledged (see [`crate::live`]). That was chosen over an infinite timeout because a
+//! failed attempt is visible (a log line, a metric, `/readyz`), because a librdkafka
+//! instance left in a fatal state by a broker that lost its idempotence state can be
+//! replaced between attempts, and because the keys `(icao24, time_position)` make the
+//! records already acknowledged by an earlier attempt land once in the table.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -16,8 +24,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext};
 use tracing::{debug, info, warn};
 
-use crate::retry::Backoff;
 use crate::{Error, Result};
+use ::retry::Backoff;
 
 /// How long one metadata request may take when checking that the broker is reachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +36,9 @@ const BROKER_BACKOFF: Backoff = Backoff {
 };
 /// How long [`FlightProducer::flush`] waits for records still in librdkafka's queue.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a record may wait for its acknowledgement unless said otherwise.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The librdkafka settings of the producer.
 pub fn client_config(bootstrap_servers: &str) -> ClientConfig {
@@ -110,7 +121,17 @@ impl std::fmt::Debug for FlightProducer {
 impl FlightProducer {
     /// Creates the producer; librdkafka connects in the background.
     pub fn new(bootstrap_servers: &str, topic: &str) -> Result<Self> {
+        Self::with_delivery_timeout(bootstrap_servers, topic, DELIVERY_TIMEOUT)
+    }
+
+    /// [`Self::new`] giving up on a record after `timeout` instead of 60 s.
+    pub fn with_delivery_timeout(
+        bootstrap_servers: &str,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
         let producer = client_config(bootstrap_servers)
+            .set("message.timeout.ms", timeout.as_millis().to_string())
             .create_with_context(LogContext)
             .map_err(Error::CreateProducer)?;
         Ok(Self {
@@ -193,9 +214,9 @@ impl FlightProducer {
         &self,
         records: impl IntoIterator<Item = &'a FlightRecord>,
     ) -> Result<usize> {
-        let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
+        let mut pending: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
         let mut tally = Tally::default();
-        for record in records {
+        for (position, record) in records.into_iter().enumerate() {
             let value = record.to_json();
             let mut next = FutureRecord::to(&self.topic)
                 .key(record.icao24.as_bytes())
@@ -203,7 +224,7 @@ impl FlightProducer {
             loop {
                 match self.producer.send_result(next) {
                     Ok(delivery) => {
-                        pending.push_back(delivery);
+                        pending.push_back((position, delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -211,21 +232,45 @@ impl FlightProducer {
                         // in flight to settle, which makes room, then try again.
                         next = back;
                         match pending.pop_front() {
-                            Some(delivery) => tally.settle(delivery.await),
+                            Some((at, delivery)) => tally.settle(at, delivery.await),
                             None => tokio::time::sleep(Duration::from_millis(10)).await,
                         }
                     }
                     Err((error, _)) => {
-                        tally.fail(error);
+                        tally.fail(position, error);
                         break;
                     }
                 }
             }
         }
-        for delivery in pending {
-            tally.settle(delivery.await);
+        for (at, delivery) in pending {
+            tally.settle(at, delivery.await);
         }
         tally.into_result()
+    }
+
+    /// librdkafka's fatal error, when this instance can no longer produce (an idempotent
+    /// producer whose sequence state the broker lost): the caller makes a new one.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// Whether a broker answers a metadata request for the topic within `timeout`.
+    pub async fn reachable(&self, timeout: Duration) -> Result<(), String> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
     }
 
     /// Waits for anything still queued in librdkafka (nothing, after [`Self::produce`]).
@@ -246,21 +291,26 @@ impl FlightProducer {
 struct Tally {
     acknowledged: usize,
     failed: usize,
+    refused: Vec<usize>,
     first_error: Option<KafkaError>,
 }
 
 impl Tally {
-    fn settle(&mut self, delivery: <DeliveryFuture as std::future::Future>::Output) {
+    fn settle(&mut self, at: usize, delivery: <DeliveryFuture as std::future::Future>::Output) {
         match delivery {
             Ok(Ok(_)) => self.acknowledged += 1,
-            Ok(Err((error, _message))) => self.fail(error),
+            Ok(Err((error, _message))) => self.fail(at, error),
             // The producer was dropped before the record settled.
-            Err(_canceled) => self.fail(KafkaError::Canceled),
+            Err(_canceled) => self.fail(at, KafkaError::Canceled),
         }
     }
 
-    fn fail(&mut self, error: KafkaError) {
+    fn fail(&mut self, at: usize, error: KafkaError) {
         self.failed += 1;
+        // The one retry policy decides: a record too large is refused for good.
+        if ::retry::kafka(&error) == ::retry::Class::Permanent {
+            self.refused.push(at);
+        }
         self.first_error.get_or_insert(error);
     }
 
@@ -270,6 +320,7 @@ impl Tally {
             Some(first) => Err(Error::Delivery {
                 failed: self.failed,
                 total: self.failed + self.acknowledged,
+                refused: self.refused,
                 first,
             }),
         }
@@ -306,11 +357,19 @@ mod tests {
             acknowledged: 3,
             ..Tally::default()
         };
-        tally.fail(KafkaError::Canceled);
-        let err = tally.into_result().expect_err("one failed");
+        tally.fail(0, KafkaError::Canceled);
+        tally.fail(
+            1,
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        );
+        let err = tally.into_result().expect_err("two failed");
+        assert!(
+            matches!(&err, Error::Delivery { refused, .. } if refused == &[1]),
+            "only the record too large is refused for good: {err:?}"
+        );
         assert_eq!(
             err.to_string(),
-            "1 of 4 records were not acknowledged by the Kafka broker"
+            "2 of 5 records were not acknowledged by the Kafka broker"
         );
     }
 }

@@ -2,16 +2,20 @@
 //! and produces one `flights` record per positioned state vector (see `DESIGN.md`).
 //!
 //! [`replay`] and [`live`] are the two modes; [`opensky`] is the HTTP client (with
-//! OAuth2 client credentials), [`retry`] the pure policy deciding when to poll again,
-//! and [`kafka`] the producer that counts what the broker acknowledged.
+//! OAuth2 client credentials), [`retry`] the pure policy deciding when to poll again
+//! (built on the services' one retry policy, the `retry` crate), [`kafka`] the producer
+//! that counts what the broker acknowledged, and [`http`] the live mode's `/healthz`,
+//! `/readyz` and `/metrics`.
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod config;
+pub mod http;
 pub mod kafka;
 pub mod live;
+pub mod metrics;
 pub mod opensky;
 pub mod replay;
 pub mod retry;
@@ -76,9 +80,22 @@ pub enum Error {
         failed: usize,
         /// Records sent.
         total: usize,
+        /// Positions (in the order given) of the records refused for good: too large
+        /// for the producer or the topic, so sending them again cannot help.
+        refused: Vec<usize>,
         /// The first failure.
         #[source]
         first: rdkafka::error::KafkaError,
+    },
+
+    /// The HTTP listener could not start.
+    #[error("cannot serve HTTP on {addr} (set HTTP_ADDR to a free address)")]
+    Http {
+        /// The address it tried.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
 
     /// Records still queued at shutdown were not delivered in time.
@@ -196,32 +213,65 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Whether the live loop should back off and try again rather than stop.
-    ///
-    /// Outages and garbage are retried; answers that say the configuration is wrong
-    /// (rejected credentials, a 4xx for the query) are not, so they surface at once.
+    /// Whether this is a failure of OpenSky (the API or its token endpoint), which the
+    /// live loop always retries: it never exits on what the API answers.
     pub fn is_retryable(&self) -> bool {
+        self.cause().is_some()
+    }
+
+    /// A short, stable name of an OpenSky failure's cause (`http_404`, `timeout` …): the
+    /// `cause` label of the failure metric, and what "the same failure again" means for
+    /// logging each distinct cause once. `None` for failures that are not OpenSky's.
+    pub fn cause(&self) -> Option<String> {
+        Some(match self {
+            Self::Unreachable { .. } => "unreachable".into(),
+            Self::Timeout { .. } => "timeout".into(),
+            Self::Transport { .. } => "transport".into(),
+            Self::ServerError { status, .. } | Self::Rejected { status, .. } => {
+                format!("http_{status}")
+            }
+            Self::DecodeResponse { .. } => "bad_body".into(),
+            Self::Unauthorized { .. } => "http_401_fresh_token".into(),
+            Self::CredentialsRejected { status, .. } | Self::TokenUnavailable { status, .. } => {
+                format!("token_http_{status}")
+            }
+            Self::DecodeToken { .. } => "token_bad_body".into(),
+            _ => return None,
+        })
+    }
+
+    /// What an operator can do about an OpenSky failure.
+    pub fn fix(&self) -> &'static str {
         match self {
-            Self::Unreachable { .. }
-            | Self::Timeout { .. }
-            | Self::Transport { .. }
-            | Self::ServerError { .. }
-            | Self::DecodeResponse { .. }
-            | Self::TokenUnavailable { .. }
-            | Self::DecodeToken { .. }
-            // NB: a 401 to a token the endpoint has just issued is OpenSky's fault, not
-            // ours: the credentials themselves were accepted.
-            | Self::Unauthorized { .. } => true,
-            Self::InvalidConfig(_)
-            | Self::HttpClient(_)
-            | Self::ReadReplayFile { .. }
-            | Self::DecodeReplayFile { .. }
-            | Self::CreateProducer(_)
-            | Self::BrokerUnreachable { .. }
-            | Self::Delivery { .. }
-            | Self::Flush { .. }
-            | Self::Rejected { .. }
-            | Self::CredentialsRejected { .. } => false,
+            Self::Unreachable { .. } => {
+                "check the network route to OpenSky (DNS, proxy, egress policy) and OPENSKY_API_URL"
+            }
+            Self::Timeout { .. } | Self::Transport { .. } => {
+                "OpenSky is slow or the connection drops: nothing to change, the producer retries"
+            }
+            Self::ServerError { .. } | Self::TokenUnavailable { .. } => {
+                "a problem on OpenSky's side: nothing to change, the producer retries"
+            }
+            Self::DecodeResponse { .. } | Self::DecodeToken { .. } => {
+                "OpenSky answered something that is not its JSON (a proxy's page, a cut body): check OPENSKY_API_URL and any proxy"
+            }
+            Self::Rejected {
+                status: 401 | 403, ..
+            }
+            | Self::Unauthorized { .. }
+            | Self::CredentialsRejected {
+                status: 401 | 403, ..
+            } => {
+                "check OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET, or OpenSky refuses this network address (cloud providers' addresses are often blocked)"
+            }
+            Self::Rejected { status: 404, .. } => "check OPENSKY_API_URL (it must end in /api)",
+            Self::Rejected { .. } => {
+                "check OPENSKY_API_URL and the query flags (--bbox, --extended)"
+            }
+            Self::CredentialsRejected { .. } => {
+                "check OPENSKY_TOKEN_URL and the client credentials"
+            }
+            _ => "see the error",
         }
     }
 }

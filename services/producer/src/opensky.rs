@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use tracing::{debug, info};
 
-use crate::config::{BoundingBox, Config, REQUEST_TIMEOUT, Secret};
+use crate::config::{BoundingBox, Config, Secret};
 use crate::{Error, Result};
 
 /// How long before its expiry an access token is replaced.
@@ -64,7 +64,7 @@ impl OpenSkySettings {
                 client_id: id.to_owned(),
                 client_secret: secret.clone(),
             }),
-            request_timeout: REQUEST_TIMEOUT,
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
         }
     }
 }

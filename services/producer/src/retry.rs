@@ -3,8 +3,10 @@
 //!
 //! After a snapshot the next poll follows the interval. After a 429 the producer waits
 //! what `X-Rate-Limit-Retry-After-Seconds` says, or backs off when the header is absent.
-//! After a retryable failure (5xx, timeout, no connection, an undecodable body) it backs
-//! off exponentially with jitter, capped at [`MAX_BACKOFF`]. Anything else stops it.
+//! After any other failure (a 4xx or 5xx, a timeout, no connection, an undecodable body,
+//! refused credentials) it backs off exponentially with jitter ([`::retry::Backoff`],
+//! the services' one backoff), capped at [`MAX_BACKOFF`]: the live producer never exits
+//! on what OpenSky answers.
 
 use std::time::Duration;
 
@@ -14,33 +16,7 @@ use crate::opensky::PollOutcome;
 /// The longest wait between two attempts after failures.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Exponential backoff with "equal jitter": the wait before attempt `n` lies between
-/// half and all of `initial * 2^(n-1)`, capped at `max`.
-///
-/// Half of it is fixed so a retry never comes immediately; the other half is random so
-/// many producers that failed together do not retry together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The ceiling of the first wait.
-    pub initial: Duration,
-    /// The ceiling of every wait.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry `attempt` (1 for the first failure in a row), with `jitter`
-    /// in `[0, 1]` (values outside are clamped, NaN counts as 0).
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(31);
-        let ceiling = self.initial.saturating_mul(1 << doublings).min(self.max);
-        let jitter = if jitter.is_nan() {
-            0.0
-        } else {
-            jitter.clamp(0.0, 1.0)
-        };
-        ceiling.mul_f64(0.5 + 0.5 * jitter)
-    }
-}
+pub use ::retry::Backoff;
 
 /// What the live loop does after a poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +33,6 @@ pub enum Next {
         /// How many polls in a row have now failed (1 after the first).
         attempt: u32,
     },
-    /// The poll failed in a way retrying cannot fix.
-    Stop,
 }
 
 /// The live loop's retry policy.
@@ -94,11 +68,10 @@ impl RetryPolicy {
                 after: retry_after.unwrap_or_else(|| self.backoff.delay(attempt, jitter)),
                 attempt,
             },
-            Err(error) if error.is_retryable() => Next::Retry {
+            Err(_) => Next::Retry {
                 after: self.backoff.delay(attempt, jitter),
                 attempt,
             },
-            Err(_) => Next::Stop,
         }
     }
 }
@@ -110,53 +83,6 @@ mod tests {
     use crate::opensky::Snapshot;
 
     const SECOND: Duration = Duration::from_secs(1);
-
-    fn backoff() -> Backoff {
-        Backoff {
-            initial: 2 * SECOND,
-            max: MAX_BACKOFF,
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_per_attempt_between_half_and_all_of_the_ceiling() {
-        let b = backoff();
-        for (attempt, ceiling) in [(1, 2), (2, 4), (3, 8), (4, 16), (8, 256)] {
-            let ceiling = Duration::from_secs(ceiling);
-            assert_eq!(b.delay(attempt, 0.0), ceiling / 2, "attempt {attempt}");
-            assert_eq!(b.delay(attempt, 1.0), ceiling, "attempt {attempt}");
-        }
-    }
-
-    #[test]
-    fn backoff_never_exceeds_the_cap_even_after_many_failures() {
-        let b = backoff();
-        for attempt in [9, 10, 31, 32, 1_000, u32::MAX] {
-            assert_eq!(b.delay(attempt, 1.0), MAX_BACKOFF, "attempt {attempt}");
-            assert_eq!(b.delay(attempt, 0.0), MAX_BACKOFF / 2, "attempt {attempt}");
-        }
-    }
-
-    #[test]
-    fn jitter_spreads_waits_over_the_upper_half_and_out_of_range_jitter_is_clamped() {
-        let b = backoff();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let waits: Vec<Duration> = (0..1_000).map(|_| b.delay(5, rng.f64())).collect();
-        let (low, high) = (16 * SECOND, 32 * SECOND);
-        assert!(
-            waits.iter().all(|w| (low..=high).contains(w)),
-            "all in [16 s, 32 s]"
-        );
-        let min = waits.iter().min().copied().unwrap_or_default();
-        let max = waits.iter().max().copied().unwrap_or_default();
-        assert!(
-            min < 18 * SECOND && max > 30 * SECOND,
-            "spread: {min:?}..{max:?}"
-        );
-        assert_eq!(b.delay(5, -3.0), low);
-        assert_eq!(b.delay(5, 42.0), high);
-        assert_eq!(b.delay(5, f64::NAN), low);
-    }
 
     fn snapshot() -> Result<PollOutcome> {
         Ok(PollOutcome::Snapshot(Snapshot {
@@ -205,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn a_server_error_backs_off_from_the_interval_and_a_rejection_stops() {
+    fn a_server_error_and_a_rejection_both_back_off_from_the_interval() {
         let policy = RetryPolicy::new(5 * SECOND);
         let server_error = Err(Error::ServerError {
             status: 503,
@@ -222,6 +148,13 @@ mod tests {
             status: 400,
             url: "http://127.0.0.1/api/states/all".into(),
         });
-        assert_eq!(policy.next(&rejected, 0, 1.0), Next::Stop);
+        assert_eq!(
+            policy.next(&rejected, 7, 1.0),
+            Next::Retry {
+                after: MAX_BACKOFF,
+                attempt: 8
+            },
+            "a 4xx is retried too, at the capped backoff"
+        );
     }
 }

@@ -273,7 +273,7 @@ async fn a_slow_answer_is_a_retryable_timeout() {
 }
 
 #[tokio::test]
-async fn a_404_is_an_error_that_retrying_will_not_fix() {
+async fn a_404_is_retried_at_the_backoff_and_names_its_fix() {
     let server = MockServer::start().await;
     let mut client = OpenSkyClient::new(settings(&server)).expect("client");
 
@@ -283,10 +283,18 @@ async fn a_404_is_an_error_that_retrying_will_not_fix() {
         matches!(error, Error::Rejected { status: 404, .. }),
         "{error:?}"
     );
-    assert!(!error.is_retryable());
+    assert!(
+        error.is_retryable(),
+        "the live producer never exits on an answer"
+    );
+    assert_eq!(error.cause().as_deref(), Some("http_404"));
+    assert!(error.fix().contains("OPENSKY_API_URL"), "{}", error.fix());
     assert_eq!(
-        RetryPolicy::new(Duration::from_secs(10)).next(&Err(error), 0, 0.5),
-        Next::Stop
+        RetryPolicy::new(Duration::from_secs(10)).next(&Err(error), 0, 0.0),
+        Next::Retry {
+            after: Duration::from_secs(5),
+            attempt: 1
+        }
     );
 }
 
@@ -456,7 +464,7 @@ async fn a_token_within_a_minute_of_expiry_is_refreshed_before_the_next_request(
 }
 
 #[tokio::test]
-async fn rejected_credentials_stop_with_an_error_naming_the_client_id_but_not_the_secret() {
+async fn rejected_credentials_are_an_error_naming_the_client_id_but_not_the_secret() {
     let server = MockServer::start().await;
     Mock::given(path(TOKEN_PATH))
         .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
@@ -474,8 +482,14 @@ async fn rejected_credentials_stop_with_an_error_naming_the_client_id_but_not_th
         "{error:?}"
     );
     assert!(
-        !error.is_retryable(),
-        "wrong credentials do not fix themselves"
+        error.is_retryable(),
+        "an operator fixes the secret while the producer keeps trying"
+    );
+    assert_eq!(error.cause().as_deref(), Some("token_http_401"));
+    assert!(
+        error.fix().contains("OPENSKY_CLIENT_SECRET"),
+        "{}",
+        error.fix()
     );
     for shown in [producer::error_chain(&error), format!("{error:?}")] {
         assert!(shown.contains("alice-api-client"), "{shown}");

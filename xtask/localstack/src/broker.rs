@@ -59,6 +59,7 @@ impl BrokerKind {
 pub struct Broker {
     port: u16,
     kind: BrokerKind,
+    dir: PathBuf,
     process: Managed,
 }
 
@@ -78,8 +79,23 @@ impl Broker {
         Ok(Self {
             port,
             kind,
+            dir: dir.to_owned(),
             process,
         })
+    }
+
+    /// Kills the broker with `signal` (SIGKILL: a crash; SIGTERM: a clean stop) and waits
+    /// for it to exit; its data stays.
+    pub fn kill(&mut self, signal: crate::process::Signal) {
+        self.process.signal_and_wait(signal);
+    }
+
+    /// Starts the broker again on the same port and storage (after [`Self::kill`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.stop();
+        let (dir, port, kind) = (self.dir.clone(), self.port, self.kind.clone());
+        *self = Self::start(&dir, port, kind)?;
+        Ok(())
     }
 
     /// `127.0.0.1:PORT`.

@@ -28,6 +28,8 @@ pub const READER: &str = "flightdeck_reader";
 pub struct Postgres {
     port: u16,
     data_dir: PathBuf,
+    durable: bool,
+    run_as: Option<User>,
     process: Managed,
 }
 
@@ -94,39 +96,68 @@ impl Postgres {
                 );
             }
         }
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&pgdata)
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=50"]);
-        if !durable {
-            postgres.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
-        }
-        as_user(&mut postgres, run_as.as_ref());
-        // NB: SIGINT is PostgreSQL's "fast" shutdown: open transactions roll back, everything
-        // committed is on disk.
-        let mut process = Managed::spawn("postgres", postgres, &data_dir.join("postgres.log"))?
-            .stop_with(Signal::SIGINT, Duration::from_secs(30));
-        wait_until(&mut process, "PostgreSQL", Duration::from_secs(60), || {
-            crate::port_open(port)
-        })?;
+        let process = spawn_server(&bin, &data_dir, port, durable, run_as.as_ref())?;
         let server = Self {
             port,
             data_dir,
+            durable,
+            run_as,
             process,
         };
         server.create_database(&bin)?;
         Ok(server)
+    }
+
+    /// Stops the server (fast shutdown) and starts it again on the same data and port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.stop();
+        self.process = spawn_server(
+            &bin_dir()?,
+            &self.data_dir,
+            self.port,
+            self.durable,
+            self.run_as.as_ref(),
+        )?;
+        Ok(())
+    }
+
+    /// Freezes (`true`) or thaws (`false`) the server and every backend: connections
+    /// stay open and nothing answers, like a hung server.
+    ///
+    /// NB: each backend calls `setsid()`, so the postmaster's process group holds only
+    /// the postmaster: the children are found by their parent id in `/proc`.
+    pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
+        let signal = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        let postmaster = self.process.pid().context("PostgreSQL is not running")?;
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`; comm may hold spaces, so split after the ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+            // A backend may exit meanwhile: that is fine.
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
+        Ok(())
+    }
+
+    /// The user the server runs as (`None`: the current one).
+    pub fn run_as(&self) -> Option<&User> {
+        self.run_as.as_ref()
     }
 
     /// `postgres://flightdeck@127.0.0.1:PORT/flightdeck`.
@@ -212,6 +243,44 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Starts `postgres` on `data_dir/data` and waits until it accepts connections.
+fn spawn_server(
+    bin: &Path,
+    data_dir: &Path,
+    port: u16,
+    durable: bool,
+    run_as: Option<&User>,
+) -> anyhow::Result<Managed> {
+    let pgdata = data_dir.join("data");
+    let mut postgres = Command::new(bin.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(&pgdata)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "unix_socket_directories="])
+        .args(["-c", "max_connections=50"]);
+    if !durable {
+        postgres.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    }
+    as_user(&mut postgres, run_as);
+    // NB: SIGINT is PostgreSQL's "fast" shutdown: open transactions roll back, everything
+    // committed is on disk.
+    let mut process = Managed::spawn("postgres", postgres, &data_dir.join("postgres.log"))?
+        .stop_with(Signal::SIGINT, Duration::from_secs(30));
+    wait_until(&mut process, "PostgreSQL", Duration::from_secs(60), || {
+        crate::port_open(port)
+    })?;
+    Ok(process)
 }
 
 fn as_user(cmd: &mut Command, user: Option<&User>) {

@@ -111,6 +111,13 @@ impl Managed {
         child.wait().ok()
     }
 
+    /// Sends `signal` and waits for the process to exit (for at most the grace period,
+    /// then kills it); the handle is spent afterwards.
+    pub fn signal_and_wait(&mut self, signal: Signal) -> Option<ExitStatus> {
+        self.stop_signal = signal;
+        self.stop()
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
         let child = self.child.as_mut().context("process already stopped")?;
