@@ -168,7 +168,7 @@ impl Observer {
             .max_connections(2)
             .connect(&at.database_url)
             .await
-            .with_context(|| format!("connect to postgres at {}", redact(&at.database_url)))?;
+            .with_context(|| format!("connect to postgres at {}", flight_model::redact_url(&at.database_url)))?;
         Ok(Self { consumer, pool })
     }
 
@@ -252,8 +252,3 @@ impl Observer {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The URL with any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    processor::config::redact_url(url)
-}
