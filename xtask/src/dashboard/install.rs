@@ -60,14 +60,6 @@ fn python() -> String {
     std::env::var("FLIGHTDECK_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn cache_root() -> anyhow::Result<PathBuf> {
-    Ok(match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    }
-    .join("flightdeck"))
-}
-
 /// The installed Superset, installing it first when needed (minutes, with progress).
 pub fn ensure(root: &Path) -> anyhow::Result<Installed> {
     let requirements = root.join(REQUIREMENTS);
@@ -87,7 +79,7 @@ pub fn ensure(root: &Path) -> anyhow::Result<Installed> {
             .chain_update(version.as_bytes())
             .finalize(),
     );
-    let cache = cache_root()?;
+    let cache = localstack::tools::cache_dir()?;
     let installed = Installed {
         venv: cache.join(format!("superset-{VERSION}-{}", &fingerprint[..12])),
     };

@@ -14,8 +14,7 @@ use crate::skips::{self, install};
 
 /// Whether `tool` is on `PATH`.
 pub fn has_tool(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+    localstack::tools::on_path(tool).is_some()
 }
 
 /// Runs every tool-based check; `dags` includes the DAG import test.
