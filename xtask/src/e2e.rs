@@ -134,12 +134,7 @@ impl E2e {
 
 fn default_fixtures(sh: &Shell) -> anyhow::Result<Vec<PathBuf>> {
     let dir = sh.current_dir().join("xtask/fixtures/e2e");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = crate::files::json_in(&dir)?;
     ensure!(!files.is_empty(), "no fixtures in {}", dir.display());
     Ok(files)
 }

@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 
-use super::data::{self, Cycle};
+use super::data::Cycle;
 use super::procstat::{Sampler, Usage};
 use super::{Binaries, BrokerStorage, Plan, Stage, check_interrupt};
 
@@ -155,7 +155,7 @@ pub async fn run(
     let bench = Bench {
         plan,
         bins,
-        files: data::files(data)?,
+        files: crate::files::json_in(data)?,
         data,
         dir: &dir,
         database_url: postgres.url(),
