@@ -76,7 +76,7 @@ impl Dev {
                 self.dashboard_port
             );
         }
-        let bins = pipeline::build_services(sh)?;
+        let bins = pipeline::build_services(sh, pipeline::Profile::Dev)?;
         // A failed install is reported and the pipeline runs without the dashboard.
         let installed = with_dashboard
             .then(|| dashboard::install::ensure(&sh.current_dir()))

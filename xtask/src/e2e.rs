@@ -21,6 +21,9 @@ use xshell::Shell;
 
 use crate::pipeline::{self, Endpoints, Observer};
 
+/// How long the processor may take to commit a replay, locally and in the cluster.
+pub const DRAINED: Duration = Duration::from_secs(120);
+
 /// Replay the committed fixtures end to end and compare with the committed snapshots.
 #[derive(Debug, clap::Args)]
 pub struct E2e {
@@ -57,7 +60,7 @@ impl E2e {
             return cluster::run(sh, &fixtures, snapshots);
         }
         let expected = landed::Expected::from_fixtures(&fixtures)?;
-        let bins = pipeline::build_services(sh)?;
+        let bins = pipeline::build_services(sh, pipeline::Profile::Dev)?;
         let dir = pipeline::target_dir(sh).join("e2e");
         // A previous run's state must not leak into this one.
         if dir.exists() {
@@ -92,7 +95,7 @@ impl E2e {
                 expected.produced
             );
             observer
-                .wait_drained(&mut processor, Duration::from_secs(120))
+                .wait_drained(Some(&mut processor), DRAINED)
                 .await?;
             let first = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             first.assert_matches(&expected)?;
@@ -107,7 +110,7 @@ impl E2e {
             eprintln!("e2e: replaying the same fixtures again");
             pipeline::replay(&bins, &at, &fixtures)?;
             observer
-                .wait_drained(&mut processor, Duration::from_secs(120))
+                .wait_drained(Some(&mut processor), DRAINED)
                 .await?;
             let second = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             second.assert_replay_changed_nothing(&first)?;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use localstack::process::last_lines;
 use sha2::{Digest, Sha256};
 
 /// The Superset release, the same as the cluster's image.
@@ -266,18 +267,12 @@ fn create_template(installed: &Installed) -> anyhow::Result<()> {
             bail!(
                 "`superset {}` failed while creating the metadata template:\n{}",
                 args.join(" "),
-                tail(&String::from_utf8_lossy(&out.stderr), 20)
+                last_lines(&String::from_utf8_lossy(&out.stderr), 20)
             );
         }
     }
     std::fs::copy(&db, installed.template()).context("keep the metadata template")?;
     Ok(())
-}
-
-/// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// pip's progress: a spinner on a terminal, a line every 30 s otherwise.
