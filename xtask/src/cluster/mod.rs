@@ -209,21 +209,15 @@ pub fn goal(
     Ok(goal)
 }
 
-/// Parses `90s`, `10m`, `1h` or plain seconds (`600`), for the timeout flags.
+/// Parses `90s`, `10m`, `1h`, `1h30m` (jiff's friendly format) or plain seconds (`600`),
+/// for the timeout flags.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let duration: jiff::SignedDuration = text
         .parse()
         .map_err(|_| format!("`{text}` is not a duration such as 90s, 10m or 1h"))?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+    std::time::Duration::try_from(duration).map_err(|_| format!("`{text}` is negative"))
 }
