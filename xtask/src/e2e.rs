@@ -94,9 +94,7 @@ impl E2e {
                 summary.produced,
                 expected.produced
             );
-            observer
-                .wait_drained(Some(&mut processor), DRAINED)
-                .await?;
+            observer.wait_drained(Some(&mut processor), DRAINED).await?;
             let first = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             first.assert_matches(&expected)?;
             if snapshots {
@@ -109,9 +107,7 @@ impl E2e {
 
             eprintln!("e2e: replaying the same fixtures again");
             pipeline::replay(&bins, &at, &fixtures)?;
-            observer
-                .wait_drained(Some(&mut processor), DRAINED)
-                .await?;
+            observer.wait_drained(Some(&mut processor), DRAINED).await?;
             let second = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             second.assert_replay_changed_nothing(&first)?;
             let status = processor.stop();

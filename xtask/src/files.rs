@@ -50,7 +50,13 @@ mod tests {
     #[test]
     fn files_are_found_by_ending_in_order_outside_hidden_directories() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        for file in ["b.yaml", "a/c.yml", "a/d.txt", ".terraform/e.yaml", "a/.f/g.yaml"] {
+        for file in [
+            "b.yaml",
+            "a/c.yml",
+            "a/d.txt",
+            ".terraform/e.yaml",
+            "a/.f/g.yaml",
+        ] {
             let path = dir.path().join(file);
             std::fs::create_dir_all(path.parent().expect("a parent")).expect("create");
             std::fs::write(&path, "").expect("write");
@@ -61,6 +67,10 @@ mod tests {
             .map(|p| p.strip_prefix(dir.path()).expect("below").to_owned())
             .collect();
         assert_eq!(rel, [PathBuf::from("a/c.yml"), PathBuf::from("b.yaml")]);
-        assert!(with_endings(&dir.path().join("none"), &[".yaml"]).expect("absent").is_empty());
+        assert!(
+            with_endings(&dir.path().join("none"), &[".yaml"])
+                .expect("absent")
+                .is_empty()
+        );
     }
 }

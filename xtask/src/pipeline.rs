@@ -182,7 +182,12 @@ impl Observer {
             .max_connections(2)
             .connect(&at.database_url)
             .await
-            .with_context(|| format!("connect to postgres at {}", flight_model::redact_url(&at.database_url)))?;
+            .with_context(|| {
+                format!(
+                    "connect to postgres at {}",
+                    flight_model::redact_url(&at.database_url)
+                )
+            })?;
         Ok(Self { consumer, pool })
     }
 

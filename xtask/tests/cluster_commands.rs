@@ -52,7 +52,12 @@ fn tools(daemon: bool) -> tempfile::TempDir {
     let git = dir.path().join("git");
     fs::write(
         &git,
-        format!("#!/bin/sh\nexec '{}' \"$@\"\n", localstack::tools::on_path("git").expect("`git` is installed").display()),
+        format!(
+            "#!/bin/sh\nexec '{}' \"$@\"\n",
+            localstack::tools::on_path("git")
+                .expect("`git` is installed")
+                .display()
+        ),
     )
     .expect("write git");
     fs::set_permissions(&git, fs::Permissions::from_mode(0o755)).expect("make it executable");

@@ -17,7 +17,11 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(key, value)| {
-                let value = if key == "password" { "***".into() } else { value };
+                let value = if key == "password" {
+                    "***".into()
+                } else {
+                    value
+                };
                 (key.into_owned(), value.into_owned())
             })
             .collect();

@@ -187,7 +187,8 @@ impl Bench {
         std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
         check_disk(sh, &out, &plan)?;
         let root = sh.current_dir();
-        let cycle = data::Cycle::from_fixtures(&crate::files::json_in(&root.join("xtask/fixtures/e2e"))?)?;
+        let cycle =
+            data::Cycle::from_fixtures(&crate::files::json_in(&root.join("xtask/fixtures/e2e"))?)?;
 
         eprintln!("bench: building the services and the bench worker (release)");
         let bins = build(sh)?;

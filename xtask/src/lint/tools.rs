@@ -83,8 +83,7 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
 /// Renders every directory with a kustomization.yaml and checks the rendered images.
 pub fn kustomize(sh: &Shell, root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    for path in crate::files::with_endings(&root.join("infrastructure"), &["kustomization.yaml"])?
-    {
+    for path in crate::files::with_endings(&root.join("infrastructure"), &["kustomization.yaml"])? {
         let dir = path.parent().unwrap_or(root);
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         let out = cmd!(sh, "kubectl kustomize {dir}")

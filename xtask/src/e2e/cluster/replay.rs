@@ -153,7 +153,12 @@ impl ReplayJob {
             .lines()
             .rev()
             .find_map(|line| serde_json::from_str(line.trim()).ok())
-            .with_context(|| format!("no summary line in the log of {name}:\n{}", last_lines(&log, 30)))?;
+            .with_context(|| {
+                format!(
+                    "no summary line in the log of {name}:\n{}",
+                    last_lines(&log, 30)
+                )
+            })?;
         Ok((summary, pod))
     }
 }
