@@ -157,6 +157,11 @@ impl Landed {
         )
         .fetch_one(pool)
         .await?;
+        let mut dlq: Vec<DeadLetter> = read_dlq(bootstrap_servers, since)?
+            .into_iter()
+            .map(DeadLetter::from)
+            .collect();
+        dlq.sort();
         Ok(Self {
             rows,
             per_country: per_country
@@ -164,14 +169,7 @@ impl Landed {
                 .map(|(c, n)| (c.unwrap_or_else(|| "(none)".into()), n))
                 .collect(),
             first_rows,
-            dlq: {
-                let mut dlq: Vec<DeadLetter> = read_dlq(bootstrap_servers, since)?
-                    .into_iter()
-                    .map(DeadLetter::from)
-                    .collect();
-                dlq.sort();
-                dlq
-            },
+            dlq,
             table_digest,
         })
     }
