@@ -106,6 +106,9 @@ pub struct Endpoints {
     pub bootstrap_servers: String,
 }
 
+/// The processor's `GROUP_INSTANCE_ID` on the local stack (its only replica).
+pub const LOCAL_INSTANCE_ID: &str = "processor-0";
+
 /// Starts the processor with its output in `log`, serving HTTP on `http_port`.
 pub fn start_processor(
     bins: &Binaries,
@@ -117,6 +120,10 @@ pub fn start_processor(
     cmd.env("DATABASE_URL", &at.database_url)
         .env("KAFKA_BOOTSTRAP_SERVERS", &at.bootstrap_servers)
         .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        // NB: the local stack runs one replica; a stable instance id (static membership)
+        // gets its partitions back within seconds after a restart instead of waiting out
+        // the previous run's session on the durable broker.
+        .env("GROUP_INSTANCE_ID", LOCAL_INSTANCE_ID)
         .env("BATCH_LINGER_MS", "100");
     Managed::spawn("processor", cmd, log)
 }
