@@ -101,3 +101,23 @@ fn install_tansu(path: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.ci/run` starts the same install in the background on a cold machine: the
+    /// version, features and folder must be these, or the tests install a second copy.
+    #[test]
+    fn the_ci_script_installs_the_same_tansu_into_the_same_folder() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/run");
+        let script = std::fs::read_to_string(&script).expect("read .ci/run");
+        for wanted in [
+            format!("cargo install --locked tansu@{TANSU_VERSION} --features {TANSU_FEATURES}"),
+            format!("tansu-{TANSU_VERSION}/bin/tansu"),
+            "install.lock".to_owned(),
+        ] {
+            assert!(script.contains(&wanted), ".ci/run lacks {wanted:?}");
+        }
+    }
+}
