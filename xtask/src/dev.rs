@@ -18,7 +18,7 @@ use localstack::{Broker, BrokerKind, Postgres};
 use xshell::Shell;
 
 use crate::dashboard::{self, Superset};
-use crate::pipeline::{self, Endpoints, Observer, redact};
+use crate::pipeline::{self, Endpoints, Observer};
 
 /// Port of the local PostgreSQL started by `dev`.
 const POSTGRES_PORT: u16 = 55432;
@@ -76,7 +76,7 @@ impl Dev {
                 self.dashboard_port
             );
         }
-        let bins = pipeline::build_services(sh)?;
+        let bins = pipeline::build_services(sh, pipeline::Profile::Dev)?;
         // A failed install is reported and the pipeline runs without the dashboard.
         let installed = with_dashboard
             .then(|| dashboard::install::ensure(&sh.current_dir()))
@@ -179,7 +179,7 @@ impl Dev {
         let observer = Observer::connect(at).await?;
         eprintln!(
             "flightdeck: postgres  {}\nflightdeck: kafka     {}\nflightdeck: metrics   http://127.0.0.1:{PROCESSOR_HTTP_PORT}/metrics\nflightdeck: logs      {}",
-            redact(&at.database_url),
+            flight_model::redact_url(&at.database_url),
             at.bootstrap_servers,
             logs.display()
         );

@@ -2,7 +2,7 @@
 //! Succeeds when there is no cluster (or no k3d at all): there is nothing to delete.
 //! Refuses a cluster of the same name that was not made from our k3d config.
 
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::cluster::plan::{self, ClusterState};
 
@@ -17,13 +17,9 @@ pub struct Down {
 impl Down {
     /// Deletes what exists.
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let cluster = match cmd!(sh, "k3d cluster list -o json")
-            .quiet()
-            .ignore_stderr()
-            .read()
-        {
-            Ok(json) => plan::cluster_state(&json)?,
-            Err(_) => {
+        let cluster = match plan::listed_cluster_state(sh)? {
+            Some(state) => state,
+            None => {
                 eprintln!(
                     "down: `k3d cluster list` failed (is k3d installed, does Docker run?): no cluster to delete"
                 );

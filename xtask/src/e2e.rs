@@ -21,6 +21,9 @@ use xshell::Shell;
 
 use crate::pipeline::{self, Endpoints, Observer};
 
+/// How long the processor may take to commit a replay, locally and in the cluster.
+pub const DRAINED: Duration = Duration::from_secs(120);
+
 /// Replay the committed fixtures end to end and compare with the committed snapshots.
 #[derive(Debug, clap::Args)]
 pub struct E2e {
@@ -57,7 +60,7 @@ impl E2e {
             return cluster::run(sh, &fixtures, snapshots);
         }
         let expected = landed::Expected::from_fixtures(&fixtures)?;
-        let bins = pipeline::build_services(sh)?;
+        let bins = pipeline::build_services(sh, pipeline::Profile::Dev)?;
         let dir = pipeline::target_dir(sh).join("e2e");
         // A previous run's state must not leak into this one.
         if dir.exists() {
@@ -91,9 +94,7 @@ impl E2e {
                 summary.produced,
                 expected.produced
             );
-            observer
-                .wait_drained(&mut processor, Duration::from_secs(120))
-                .await?;
+            observer.wait_drained(Some(&mut processor), DRAINED).await?;
             let first = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             first.assert_matches(&expected)?;
             if snapshots {
@@ -106,9 +107,7 @@ impl E2e {
 
             eprintln!("e2e: replaying the same fixtures again");
             pipeline::replay(&bins, &at, &fixtures)?;
-            observer
-                .wait_drained(&mut processor, Duration::from_secs(120))
-                .await?;
+            observer.wait_drained(Some(&mut processor), DRAINED).await?;
             let second = landed::Landed::read(&observer, &at.bootstrap_servers).await?;
             second.assert_replay_changed_nothing(&first)?;
             let status = processor.stop();
@@ -134,12 +133,7 @@ impl E2e {
 
 fn default_fixtures(sh: &Shell) -> anyhow::Result<Vec<PathBuf>> {
     let dir = sh.current_dir().join("xtask/fixtures/e2e");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = crate::files::json_in(&dir)?;
     ensure!(!files.is_empty(), "no fixtures in {}", dir.display());
     Ok(files)
 }

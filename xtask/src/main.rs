@@ -12,6 +12,7 @@ mod dev;
 mod doctor;
 mod down;
 mod e2e;
+mod files;
 mod images;
 mod lint;
 mod pipeline;

@@ -22,21 +22,35 @@ pub struct Binaries {
     pub processor: PathBuf,
 }
 
-/// Builds the producer and processor for `dev` and `e2e`.
-///
-/// NB: the `dev` profile on purpose. It is the profile `cargo test` and `cargo clippy`
-/// already build, so a warm checkout has every dependency compiled, and an edit to a
-/// service rebuilds in seconds; the dependencies (serde, librdkafka, sqlx) are optimised
-/// anyway (`[profile.dev.package."*"] opt-level = 1` in the workspace manifest), which is
-/// all the e2e's thousands of records need. `cargo xtask bench` and the images use
-/// `--release`, which costs minutes of thin LTO per edit.
-pub fn build_services(sh: &Shell) -> anyhow::Result<Binaries> {
-    eprintln!("flightdeck: building producer and processor");
+/// How the services are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `dev` and `e2e`.
+    ///
+    /// NB: the `dev` profile on purpose. It is the profile `cargo test` and `cargo clippy`
+    /// already build, so a warm checkout has every dependency compiled, and an edit to a
+    /// service rebuilds in seconds; the dependencies (serde, librdkafka, sqlx) are
+    /// optimised anyway (`[profile.dev.package."*"] opt-level = 1` in the workspace
+    /// manifest), which is all the e2e's thousands of records need.
+    Dev,
+    /// `chaos` and `bench`: the binaries the images ship, at the price of minutes of thin
+    /// LTO per edit.
+    Release,
+}
+
+/// Builds the producer and the processor.
+pub fn build_services(sh: &Shell, profile: Profile) -> anyhow::Result<Binaries> {
+    let (flag, dir) = match profile {
+        Profile::Dev => (None, "debug"),
+        Profile::Release => (Some("--release"), "release"),
+    };
+    eprintln!("flightdeck: building producer and processor ({dir})");
     cargo(sh)
         .args(["build", "--quiet", "-p", "producer", "-p", "processor"])
+        .args(flag)
         .run()
         .context("build the services")?;
-    let dir = target_dir(sh).join("debug");
+    let dir = target_dir(sh).join(dir);
     Ok(Binaries {
         producer: dir.join("producer"),
         processor: dir.join("processor"),
@@ -92,6 +106,9 @@ pub struct Endpoints {
     pub bootstrap_servers: String,
 }
 
+/// The processor's `GROUP_INSTANCE_ID` on the local stack (its only replica).
+pub const LOCAL_INSTANCE_ID: &str = "processor-0";
+
 /// Starts the processor with its output in `log`, serving HTTP on `http_port`.
 pub fn start_processor(
     bins: &Binaries,
@@ -103,6 +120,10 @@ pub fn start_processor(
     cmd.env("DATABASE_URL", &at.database_url)
         .env("KAFKA_BOOTSTRAP_SERVERS", &at.bootstrap_servers)
         .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        // NB: the local stack runs one replica; a stable instance id (static membership)
+        // gets its partitions back within seconds after a restart instead of waiting out
+        // the previous run's session on the durable broker.
+        .env("GROUP_INSTANCE_ID", LOCAL_INSTANCE_ID)
         .env("BATCH_LINGER_MS", "100");
     Managed::spawn("processor", cmd, log)
 }
@@ -168,7 +189,12 @@ impl Observer {
             .max_connections(2)
             .connect(&at.database_url)
             .await
-            .with_context(|| format!("connect to postgres at {}", redact(&at.database_url)))?;
+            .with_context(|| {
+                format!(
+                    "connect to postgres at {}",
+                    flight_model::redact_url(&at.database_url)
+                )
+            })?;
         Ok(Self { consumer, pool })
     }
 
@@ -228,23 +254,30 @@ impl Observer {
             .collect())
     }
 
-    /// Waits until the table exists and the processor has committed everything produced.
+    /// Waits until the table exists and the processor group has committed everything in
+    /// `flights`. `processor`, when it runs on this machine, must keep running, and the end
+    /// of its log ends the error.
     pub async fn wait_drained(
         &self,
-        processor: &mut Managed,
+        mut processor: Option<&mut Managed>,
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            processor.ensure_running()?;
+            if let Some(processor) = processor.as_deref_mut() {
+                processor.ensure_running()?;
+            }
             if self.rows().await.is_some() && self.lag()? == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "the processor did not catch up within {timeout:?}; its log:\n{}",
-                    localstack::process::tail(processor.log(), 30)
-                );
+                let log = processor.map_or_else(String::new, |processor| {
+                    format!(
+                        "; its log:\n{}",
+                        localstack::process::tail(processor.log(), 30)
+                    )
+                });
+                bail!("the processor did not catch up within {timeout:?}{log}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -252,8 +285,3 @@ impl Observer {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The URL with any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    processor::config::redact_url(url)
-}

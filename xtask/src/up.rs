@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::cluster::deploy::{Connect, Deployer, Deployment};
 use crate::cluster::plan::{self, ClusterState, Plan, PlannedImage, UpFacts};
@@ -173,19 +173,18 @@ fn shown(root: &Path, path: &Path) -> String {
 
 /// The cluster's state; in a dry run without k3d, assumed absent.
 fn cluster_state(sh: &Shell, dry_run: bool) -> anyhow::Result<ClusterState> {
-    match cmd!(sh, "k3d cluster list -o json")
-        .quiet()
-        .ignore_stderr()
-        .read()
-    {
-        Ok(json) => plan::cluster_state(&json),
-        Err(_) if dry_run => {
+    match plan::listed_cluster_state(sh)? {
+        Some(state) => Ok(state),
+        None if dry_run => {
             eprintln!(
                 "up: `k3d cluster list` failed (is k3d installed?): planning for a new cluster"
             );
             Ok(ClusterState::Absent)
         }
-        Err(error) => Err(error).context("list the k3d clusters (`k3d cluster list -o json`)"),
+        None => anyhow::bail!(
+            "list the k3d clusters: `k3d cluster list -o json` failed (is k3d installed, does \
+             Docker run? `cargo xtask doctor` checks both)"
+        ),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn workspace_root() -> &'static Path {
@@ -27,15 +27,6 @@ fn fake(dir: &Path, name: &str, script: &str) {
     )
     .expect("write a fake tool");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("make it executable");
-}
-
-/// The full path of `tool` on this process' `PATH`.
-fn which(tool: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("`{tool}` is not installed"))
 }
 
 /// Tools that work, as on a machine ready for `up`; `docker info` reports the daemon.
@@ -61,7 +52,12 @@ fn tools(daemon: bool) -> tempfile::TempDir {
     let git = dir.path().join("git");
     fs::write(
         &git,
-        format!("#!/bin/sh\nexec '{}' \"$@\"\n", which("git").display()),
+        format!(
+            "#!/bin/sh\nexec '{}' \"$@\"\n",
+            localstack::tools::on_path("git")
+                .expect("`git` is installed")
+                .display()
+        ),
     )
     .expect("write git");
     fs::set_permissions(&git, fs::Permissions::from_mode(0o755)).expect("make it executable");

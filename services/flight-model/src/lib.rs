@@ -2,13 +2,16 @@
 //! `flights` wire format and the processor's validation rules (see `DESIGN.md`).
 //!
 //! The producer uses [`opensky`] to turn a response into [`FlightRecord`]s; the processor
-//! uses [`FlightRecord::from_json`] and [`validate`] on what it consumes.
+//! uses [`FlightRecord::from_json`] and [`validate`] on what it consumes. [`redact_url`]
+//! keeps passwords out of what the services and the xtask show.
 
 pub mod opensky;
+pub mod redact;
 pub mod validate;
 pub mod wire;
 
 pub use opensky::{DecodeError, Extracted, StateVector, StatesResponse};
+pub use redact::redact_url;
 pub use validate::{Rejection, validate};
 pub use wire::FlightRecord;
 

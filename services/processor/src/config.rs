@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use flight_model::redact_url;
+
 use crate::{Error, Result};
 
 /// The default largest DLQ record: 8 MiB, eight times the `flights` topic's 1 MiB, so any
@@ -176,48 +178,12 @@ pub fn validate_instance_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the password of `scheme://user:password@host/...` with `***`; also the value of
-/// a `password=` query parameter.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = &out[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            let (start, end) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
-            out.replace_range(start..end, "***");
-        }
-    }
-    if let Some(pos) = out.find("password=") {
-        let start = pos + "password=".len();
-        let end = out[start..].find('&').map_or(out.len(), |i| start + i);
-        out.replace_range(start..end, "***");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn config(args: &[&str]) -> std::result::Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("processor").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact_url("postgres://app:s3cr%40t@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(
-            redact_url("postgres://db/x?user=a&password=hunter2&x=1"),
-            "postgres://db/x?user=a&password=***&x=1"
-        );
-        assert_eq!(redact_url("postgres://a:b@c@d/x"), "postgres://a:***@d/x");
     }
 
     #[test]

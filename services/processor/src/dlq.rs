@@ -147,7 +147,7 @@ impl Dlq {
                     return Err(Error::DlqUnavailable {
                         topic: self.topic.clone(),
                         waited,
-                        source: error,
+                        error,
                     });
                 }
                 attempt += 1;

@@ -32,10 +32,10 @@ pub struct State {
 pub async fn serve(addr: SocketAddr, state: State) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Http { addr, source })?;
+        .map_err(|error| Error::Http { addr, error })?;
     let bound = listener
         .local_addr()
-        .map_err(|source| Error::Http { addr, source })?;
+        .map_err(|error| Error::Http { addr, error })?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

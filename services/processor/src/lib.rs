@@ -27,28 +27,32 @@ use std::sync::Arc;
 pub use config::Config;
 
 /// Everything that stops the processor.
+///
+/// NB: every variant's message carries its cause, and no variant returns that cause again
+/// as its `source()`. The logs show a variant on its own (`%error`), so it must say why;
+/// and sqlx's and rdkafka's errors already repeat their own cause as their source, so an
+/// error chain (`{:#}`, `{:?}`) walked past our variant would print every cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// PostgreSQL refused or failed a query.
     #[error("postgres: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// Applying the migrations failed.
     #[error("migrate flight_data schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// The Kafka client failed.
     #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(rdkafka::error::KafkaError),
     /// A flag or variable has a value that cannot work.
     #[error("configuration: {0}")]
     Config(String),
     /// The HTTP listener could not start.
-    #[error("serve http on {addr}: {source}")]
+    #[error("serve http on {addr}: {error}")]
     Http {
         /// The address it tried.
         addr: std::net::SocketAddr,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Shutdown was requested while a dependency was still unreachable.
     #[error("stopped while {0} was unreachable")]
@@ -56,7 +60,7 @@ pub enum Error {
     /// The DLQ topic refused records for too long; nothing past them was committed.
     #[error(
         "could not write rejected records to {topic} for {waited:?}: stopping without \
-         committing past them (they are consumed again after a restart): {source}"
+         committing past them (they are consumed again after a restart): {error}"
     )]
     DlqUnavailable {
         /// The DLQ topic.
@@ -64,8 +68,7 @@ pub enum Error {
         /// How long sends kept failing.
         waited: std::time::Duration,
         /// The last failure.
-        #[source]
-        source: rdkafka::error::KafkaError,
+        error: rdkafka::error::KafkaError,
     },
     /// Another processor on this machine already runs under this instance id.
     #[error(
@@ -91,6 +94,24 @@ pub enum Error {
         /// librdkafka's words.
         detail: String,
     },
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error)
+    }
+}
+
+impl From<rdkafka::error::KafkaError> for Error {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka(error)
+    }
 }
 
 /// The crate's result type.
@@ -198,5 +219,72 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::Error;
+
+    /// `error` as `main` shows it: in an anyhow chain, one line (`{:#}`) and the report
+    /// (`{:?}`).
+    fn shown(error: Error) -> [String; 2] {
+        let error = anyhow::Error::from(error).context("run the processor");
+        [format!("{error:#}"), format!("{error:?}")]
+    }
+
+    #[test]
+    fn every_cause_is_shown_once_in_an_error_chain() {
+        let cases = [
+            (
+                Error::from(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connection refused by 10.0.0.7",
+                ))),
+                "connection refused by 10.0.0.7",
+            ),
+            (
+                Error::from(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::BrokerTransportFailure,
+                )),
+                "Broker transport failure",
+            ),
+            (
+                Error::DlqUnavailable {
+                    topic: "flights.dlq".into(),
+                    waited: std::time::Duration::from_secs(300),
+                    error: KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                },
+                "Message size too large",
+            ),
+        ];
+        for (error, cause) in cases {
+            for text in shown(error) {
+                assert_eq!(text.matches(cause).count(), 1, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_chain_reads_as_one_sentence_per_cause() {
+        let error = Error::Http {
+            addr: ([127, 0, 0, 1], 8080).into(),
+            error: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        };
+        let [line, report] = shown(error);
+        assert_eq!(
+            line,
+            "run the processor: serve http on 127.0.0.1:8080: address in use"
+        );
+        // NB: a prefix and a count: with RUST_BACKTRACE set, anyhow appends a backtrace.
+        assert!(
+            report.starts_with(
+                "run the processor\n\nCaused by:\n    serve http on 127.0.0.1:8080: address in use"
+            ),
+            "{report}"
+        );
+        assert_eq!(report.matches("address in use").count(), 1, "{report}");
     }
 }

@@ -219,4 +219,87 @@ mod tests {
             assert!(text.contains(line), "{line} in\n{text}");
         }
     }
+
+    /// Every sample name the exposition can carry: counters as `<name>_total`, histograms
+    /// as `<name>_bucket|_sum|_count`, gauges as they are.
+    fn exported_names(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+                (words.next(), words.next(), words.next(), words.next())
+            {
+                match kind {
+                    "counter" => {
+                        names.insert(format!("{name}_total"));
+                    }
+                    "histogram" => {
+                        for suffix in ["_bucket", "_sum", "_count"] {
+                            names.insert(format!("{name}{suffix}"));
+                        }
+                    }
+                    _ => {
+                        names.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// NB: the alerting rules and the Grafana dashboard name the processor's series by
+    /// hand; a renamed or misspelt metric would leave an alert that can never fire and a
+    /// panel that stays empty, with no error anywhere. The producer's series are left to
+    /// its own crate.
+    #[test]
+    fn every_series_the_monitoring_queries_is_one_the_processor_exports() {
+        let metrics = Metrics::new();
+        // A family shows in the exposition once it has a series.
+        let partition = PartitionLabel {
+            topic: "flights".into(),
+            partition: "0".into(),
+        };
+        metrics.consumer_lag.get_or_create(&partition).set(1);
+        metrics.group_lag.get_or_create(&partition).set(1);
+        let exported = exported_names(&metrics.encode());
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infrastructure/k8s/monitoring"
+        );
+        let mut checked = 0;
+        for file in ["rules.yaml", "grafana-dashboard.yaml"] {
+            let path = format!("{dir}/{file}");
+            let text = std::fs::read_to_string(&path).expect("the monitoring manifests");
+            for (i, line) in text.lines().enumerate() {
+                let mut rest = line;
+                while let Some(at) = rest.find("flightdeck_") {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    rest = &rest[at + name.len()..];
+                    if PRODUCER_SERIES.iter().any(|p| name.starts_with(p)) {
+                        continue;
+                    }
+                    assert!(
+                        exported.contains(&name),
+                        "{file}:{}: `{name}` is not a series the processor exports; it has:\n  {}",
+                        i + 1,
+                        exported.iter().cloned().collect::<Vec<_>>().join("\n  ")
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0, "no flightdeck_ series found in {dir}");
+    }
+
+    /// Series of the producer (services/producer/src/metrics.rs), not checked here.
+    const PRODUCER_SERIES: &[&str] = &[
+        "flightdeck_opensky_",
+        "flightdeck_records_produced",
+        "flightdeck_records_dropped_unpositioned",
+        "flightdeck_snapshot_delivery_failures",
+        "flightdeck_records_refused",
+    ];
 }

@@ -24,7 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext};
 use tracing::{debug, info, warn};
 
-use crate::{Error, Result};
+use crate::{Error, KafkaCause, Result};
 use ::retry::Backoff;
 
 /// How long one metadata request may take when checking that the broker is reachable.
@@ -133,7 +133,7 @@ impl FlightProducer {
         let producer = client_config(bootstrap_servers)
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .create_with_context(LogContext)
-            .map_err(Error::CreateProducer)?;
+            .map_err(|error| Error::CreateProducer(KafkaCause(error)))?;
         Ok(Self {
             producer,
             topic: topic.to_owned(),
@@ -166,7 +166,7 @@ impl FlightProducer {
                     return Err(Error::BrokerUnreachable {
                         bootstrap_servers: self.bootstrap_servers.clone(),
                         waited,
-                        source: error,
+                        source: KafkaCause(error),
                     });
                 }
                 retry_in = retry_in.min(limit - waited);
@@ -279,9 +279,9 @@ impl FlightProducer {
         tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT))
             .await
             .unwrap_or(Err(KafkaError::Flush(RDKafkaErrorCode::Fail)))
-            .map_err(|source| Error::Flush {
+            .map_err(|error| Error::Flush {
                 queued: self.producer.in_flight_count(),
-                source,
+                source: KafkaCause(error),
             })
     }
 }
@@ -321,7 +321,7 @@ impl Tally {
                 failed: self.failed,
                 total: self.failed + self.acknowledged,
                 refused: self.refused,
-                first,
+                first: KafkaCause(first),
             }),
         }
     }

@@ -59,7 +59,7 @@ pub enum Error {
 
     /// librdkafka refused the producer configuration.
     #[error("cannot create the Kafka producer")]
-    CreateProducer(#[source] rdkafka::error::KafkaError),
+    CreateProducer(#[source] KafkaCause),
 
     /// No broker answered a metadata request within the allowed time.
     #[error("Kafka broker at {bootstrap_servers} is unreachable (gave up after {waited:?})")]
@@ -70,7 +70,7 @@ pub enum Error {
         waited: Duration,
         /// The last error librdkafka reported.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: KafkaCause,
     },
 
     /// The broker did not acknowledge every record.
@@ -85,7 +85,7 @@ pub enum Error {
         refused: Vec<usize>,
         /// The first failure.
         #[source]
-        first: rdkafka::error::KafkaError,
+        first: KafkaCause,
     },
 
     /// The HTTP listener could not start.
@@ -105,7 +105,7 @@ pub enum Error {
         queued: i32,
         /// The flush error.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: KafkaCause,
     },
 
     /// No TCP connection to OpenSky (or its token endpoint) could be made.
@@ -212,6 +212,22 @@ pub enum Error {
 /// The producer's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A Kafka client error as the cause of an [`Error`]: shown whole, and the end of the chain.
+///
+/// NB: rdkafka's `KafkaError` prints its error code and returns the same code again as its
+/// `source()`, so an error chain (`{:#}`, `{:?}`, [`error_chain`]) walked through it would
+/// print the code twice.
+#[derive(Debug)]
+pub struct KafkaCause(pub rdkafka::error::KafkaError);
+
+impl std::fmt::Display for KafkaCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for KafkaCause {}
+
 impl Error {
     /// Whether this is a failure of OpenSky (the API or its token endpoint), which the
     /// live loop always retries: it never exits on what the API answers.
@@ -292,4 +308,61 @@ pub fn error_chain(error: &dyn StdError) -> String {
         source = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::*;
+
+    #[test]
+    fn every_cause_is_shown_once_in_an_error_chain() {
+        let decode = flight_model::StatesResponse::from_json(b"{\"time\": \"noon\"}")
+            .expect_err("not a states response");
+        let cases = [
+            (
+                Error::Delivery {
+                    failed: 1,
+                    total: 3,
+                    refused: vec![0],
+                    first: KafkaCause(KafkaError::MessageProduction(
+                        RDKafkaErrorCode::MessageSizeTooLarge,
+                    )),
+                },
+                "Message size too large",
+            ),
+            (
+                Error::BrokerUnreachable {
+                    bootstrap_servers: "127.0.0.1:9092".into(),
+                    waited: Duration::from_secs(30),
+                    source: KafkaCause(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::BrokerTransportFailure,
+                    )),
+                },
+                "Broker transport failure",
+            ),
+            (
+                Error::ReadReplayFile {
+                    path: "states.json".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                },
+                "no such file",
+            ),
+            (
+                Error::DecodeResponse {
+                    url: "https://opensky-network.org/api/states/all".into(),
+                    source: decode,
+                },
+                "invalid type",
+            ),
+        ];
+        for (error, cause) in cases {
+            let chain = error_chain(&error);
+            let error = anyhow::Error::from(error).context("poll opensky");
+            for text in [format!("{error:#}"), format!("{error:?}"), chain] {
+                assert_eq!(text.matches(cause).count(), 1, "{text}");
+            }
+        }
+    }
 }

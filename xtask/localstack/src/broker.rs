@@ -69,7 +69,7 @@ impl Broker {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let log = dir.join("broker.log");
         let cmd = match &kind {
-            BrokerKind::Tansu { bin } => tansu_command(bin, dir, port),
+            BrokerKind::Tansu { bin } => tansu_command(bin, dir, port, TANSU_SQLITE),
             BrokerKind::Kafka { bin } => kafka_command(bin, dir, port)?,
         };
         let mut process = Managed::spawn("broker", cmd, &log)?;
@@ -119,16 +119,22 @@ impl Broker {
     }
 }
 
-fn tansu_command(bin: &Path, dir: &Path, port: u16) -> Command {
+/// tansu's durable storage, in `tansu.db` of the broker's directory.
+///
+/// NB: the sqlite engine is durable: topic data and committed group offsets survive a
+/// broker restart, which `memory://` would not. tansu resolves the path against its
+/// working directory (an absolute path loses its leading slash), hence the relative path
+/// and the `current_dir` of [`tansu_command`].
+pub const TANSU_SQLITE: &str = "sqlite://tansu.db";
+
+/// tansu serving `127.0.0.1:port` from `dir` with the storage engine `storage`
+/// ([`TANSU_SQLITE`], or `memory://…` where nothing must outlive the process).
+pub fn tansu_command(bin: &Path, dir: &Path, port: u16, storage: &str) -> Command {
     let url = format!("tcp://127.0.0.1:{port}");
     let mut cmd = Command::new(bin);
     cmd.arg("broker")
         .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        // NB: the sqlite engine is durable: topic data and committed group offsets survive
-        // a broker restart, which `memory://` would not. tansu resolves the path against
-        // its working directory (an absolute path loses its leading slash), hence the
-        // relative path and `current_dir`.
-        .args(["--storage-engine", "sqlite://tansu.db"])
+        .args(["--storage-engine", storage])
         .current_dir(dir)
         .env(
             "RUST_LOG",

@@ -25,16 +25,25 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Where pinned tools are installed.
+/// The project's cache shared by every checkout: `~/.cache/flightdeck`
+/// (`$XDG_CACHE_HOME/flightdeck` when that is set). Pinned tools, virtualenvs, image bases
+/// and upstream schemas live below it, each in a directory of its own.
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
+    use etcetera::BaseStrategy as _;
+    let base = etcetera::choose_base_strategy()
+        .context("find the home directory (for ~/.cache/flightdeck)")?;
+    Ok(base.cache_dir().join("flightdeck"))
+}
+
+/// Where pinned tools are installed: `$FLIGHTDECK_TOOLS_DIR`, else `tools/` in
+/// [`cache_dir`] (in the temporary directory when there is no home).
 pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("FLIGHTDECK_TOOLS_DIR") {
         return PathBuf::from(dir);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    cache.join("flightdeck").join("tools")
+    cache_dir()
+        .unwrap_or_else(|_| std::env::temp_dir().join("flightdeck"))
+        .join("tools")
 }
 
 /// Where the pinned tansu binary lives once installed.

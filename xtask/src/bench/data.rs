@@ -121,24 +121,14 @@ pub fn generate(cycle: &Cycle, records: u64, root: &Path) -> anyhow::Result<Path
     Ok(dir)
 }
 
-/// The replay files in a generated directory, in order.
-pub fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::json_in;
 
     fn fixtures() -> Vec<PathBuf> {
         let dir = crate::project_root().join("xtask/fixtures/e2e");
-        files(&dir).expect("fixtures")
+        json_in(&dir).expect("fixtures")
     }
 
     #[test]
@@ -149,7 +139,7 @@ mod tests {
 
         let mut keys = HashSet::new();
         let mut count = 0;
-        for file in files(&out).expect("files") {
+        for file in json_in(&out).expect("files") {
             let body = std::fs::read(&file).expect("read");
             let response = StatesResponse::from_json(&body).expect("an OpenSky response");
             let extracted = response.into_records();
@@ -166,6 +156,6 @@ mod tests {
             }
         }
         assert_eq!(count, 25_001);
-        assert_eq!(files(&out).expect("files").len(), 3);
+        assert_eq!(json_in(&out).expect("files").len(), 3);
     }
 }

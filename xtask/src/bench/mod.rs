@@ -187,7 +187,8 @@ impl Bench {
         std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
         check_disk(sh, &out, &plan)?;
         let root = sh.current_dir();
-        let cycle = data::Cycle::from_fixtures(&data::files(&root.join("xtask/fixtures/e2e"))?)?;
+        let cycle =
+            data::Cycle::from_fixtures(&crate::files::json_in(&root.join("xtask/fixtures/e2e"))?)?;
 
         eprintln!("bench: building the services and the bench worker (release)");
         let bins = build(sh)?;
@@ -238,18 +239,7 @@ fn build(sh: &Shell) -> anyhow::Result<Binaries> {
     // NB: two builds: the example pulls in the processor's dev-dependencies, whose
     // features would otherwise be unified into the binaries under test, which must be
     // the ones `cargo xtask images` ships.
-    pipeline::cargo(sh)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "processor",
-            "-p",
-            "producer",
-        ])
-        .run()
-        .context("build the release binaries")?;
+    let services = pipeline::build_services(sh, pipeline::Profile::Release)?;
     pipeline::cargo(sh)
         .args([
             "build",
@@ -262,11 +252,10 @@ fn build(sh: &Shell) -> anyhow::Result<Binaries> {
         ])
         .run()
         .context("build the bench worker")?;
-    let dir = pipeline::target_dir(sh).join("release");
     Ok(Binaries {
-        processor: dir.join("processor"),
-        producer: dir.join("producer"),
-        worker: dir.join("examples/bench_worker"),
+        processor: services.processor,
+        producer: services.producer,
+        worker: pipeline::target_dir(sh).join("release/examples/bench_worker"),
     })
 }
 

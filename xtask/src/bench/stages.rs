@@ -15,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 
-use super::data::{self, Cycle};
+use super::data::Cycle;
 use super::procstat::{Sampler, Usage};
 use super::{Binaries, BrokerStorage, Plan, Stage, check_interrupt};
 
@@ -155,7 +155,7 @@ pub async fn run(
     let bench = Bench {
         plan,
         bins,
-        files: data::files(data)?,
+        files: crate::files::json_in(data)?,
         data,
         dir: &dir,
         database_url: postgres.url(),
@@ -239,12 +239,7 @@ impl LocalBroker {
 
 /// tansu keeping everything in memory: the broker out of the way of the consumers.
 fn tansu_in_memory(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Managed> {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut cmd = Command::new(bin);
-    cmd.arg("broker")
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", "memory://tansu/"])
-        .env("RUST_LOG", "warn");
+    let cmd = localstack::broker::tansu_command(bin, dir, port, "memory://tansu/");
     let mut process = Managed::spawn("broker", cmd, &dir.join("broker.log"))?;
     localstack::process::wait_until(&mut process, "tansu", Duration::from_secs(60), || {
         localstack::port_open(port)

@@ -32,14 +32,8 @@ pub struct Fixtures {
 impl Fixtures {
     /// Reads every `*.json` in `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("read {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
         let mut responses = Vec::new();
-        for file in files {
+        for file in crate::files::json_in(dir)? {
             let text = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
             responses.push(
                 serde_json::from_slice(&text)

@@ -15,10 +15,10 @@ mod scenarios;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use xshell::{Shell, cmd};
+use anyhow::bail;
+use xshell::Shell;
 
-use rig::Binaries;
+use crate::pipeline::{self, Binaries};
 
 /// Inject faults on purpose and prove nothing is lost: `PASS|FAIL name: figures` per scenario.
 #[derive(Debug, clap::Args)]
@@ -75,17 +75,10 @@ impl Chaos {
                 bail!("no scenario {name:?}; `cargo xtask chaos --list` names them");
             }
         }
-        eprintln!("chaos: building the services (release)");
-        cmd!(sh, "cargo build --release --quiet -p producer -p processor")
-            .run()
-            .context("build the services in release mode")?;
-        let target = crate::pipeline::target_dir(sh);
+        let bins = pipeline::build_services(sh, pipeline::Profile::Release)?;
         let ctx = Ctx {
-            root: target.join("chaos"),
-            bins: Binaries {
-                producer: target.join("release/producer"),
-                processor: target.join("release/processor"),
-            },
+            root: pipeline::target_dir(sh).join("chaos"),
+            bins,
             fixtures: corpus::Fixtures::load(&sh.current_dir().join("xtask/fixtures/e2e"))?,
             quick: self.quick,
         };

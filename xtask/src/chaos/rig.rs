@@ -11,23 +11,14 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use localstack::Stack;
 use localstack::process::{Managed, Signal};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use sqlx::PgPool;
 
 use super::corpus::Key;
-
-/// The release-built service binaries.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    /// `producer`.
-    pub producer: PathBuf,
-    /// `processor`.
-    pub processor: PathBuf,
-}
+use crate::e2e::landed::{DlqOffsets, read_dlq};
+use crate::pipeline::Binaries;
 
 /// One processor replica: a stable instance id, restarted under it after a kill.
 #[derive(Debug)]
@@ -219,39 +210,8 @@ impl Rig {
 
     /// Every DLQ record: value and headers.
     pub fn dlq(&self) -> anyhow::Result<Vec<DeadLetter>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.stack.bootstrap_servers())
-            .set("group.id", "chaos-dlq-reader")
-            .set("enable.auto.commit", "false")
-            .set("fetch.message.max.bytes", "10485760")
-            .create()?;
-        let topic = flight_model::DLQ_TOPIC;
-        let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10))?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-        consumer.assign(&tpl)?;
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while (out.len() as i64) < high && Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((m.payload().unwrap_or_default().to_vec(), headers));
-            }
-        }
-        Ok(out)
+        let records = read_dlq(&self.stack.bootstrap_servers(), &DlqOffsets::new())?;
+        Ok(records.into_iter().map(|r| (r.value, r.headers)).collect())
     }
 
     /// Every processor log line of every start, parsed.

@@ -82,7 +82,7 @@ impl FakeTools {
     /// Adds `git`: the real git (found on this process' `PATH`) for everything but the
     /// subcommands in `faked`, which record their argv and run `script` instead.
     pub fn git(&self, faked: &[&str], script: &str) -> &Self {
-        let real = which("git");
+        let real = localstack::tools::on_path("git").expect("`git` is installed");
         let cases = faked.join("|");
         let record = format!(
             "printf '%s' git >> '{log}'; for a in \"$@\"; do printf ' %s' \"$a\" >> '{log}'; done; echo >> '{log}'",
@@ -111,13 +111,4 @@ impl FakeTools {
             .map(str::to_owned)
             .collect()
     }
-}
-
-/// The full path of `tool` on this process' `PATH`.
-pub fn which(tool: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("`{tool}` is not installed"))
 }

@@ -35,7 +35,7 @@ pub mod verifier;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use self::status::{ComponentId, Kind};
 
@@ -78,18 +78,18 @@ pub fn kubeconfig_path() -> PathBuf {
     home.join(".kube/config")
 }
 
-/// Every YAML document of `file`.
+/// Every YAML document of `file`, read as `cargo xtask lint` reads it, as JSON values
+/// like the objects the API server returns.
 fn documents(file: &Path) -> anyhow::Result<Vec<Value>> {
-    use serde::Deserialize as _;
-    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    serde_yaml::Deserializer::from_str(&text)
-        .map(Value::deserialize)
-        .filter(|doc| !matches!(doc, Ok(Value::Null)))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parse {}", file.display()))
+    crate::lint::yaml::load_file(Path::new(""), file)?
+        .into_values()?
+        .iter()
+        .map(|doc| serde_json::to_value(doc).with_context(|| format!("{}", file.display())))
+        .collect()
 }
 
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+/// The string at `path` (mapping keys) in `value`.
+pub fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(value, |v, key| v.get(key))
         .and_then(Value::as_str)
@@ -140,22 +140,11 @@ pub fn expected_components(root: &Path) -> anyhow::Result<Vec<ComponentId>> {
     Ok(out)
 }
 
-/// `*.yaml` files under `dir`, recursively, sorted.
+/// The YAML files under `dir`, recursively, sorted; `dir` must exist (an Application
+/// syncs it).
 fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+    crate::files::with_endings(dir, &[".yaml", ".yml"])
 }
 
 /// Waits until everything in `goal` is ready; when something is stuck or the total
@@ -220,21 +209,15 @@ pub fn goal(
     Ok(goal)
 }
 
-/// Parses `90s`, `10m`, `1h` or plain seconds (`600`), for the timeout flags.
+/// Parses `90s`, `10m`, `1h`, `1h30m` (jiff's friendly format) or plain seconds (`600`),
+/// for the timeout flags.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: u64 = number
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let duration: jiff::SignedDuration = text
         .parse()
         .map_err(|_| format!("`{text}` is not a duration such as 90s, 10m or 1h"))?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+    std::time::Duration::try_from(duration).map_err(|_| format!("`{text}` is negative"))
 }

@@ -162,6 +162,19 @@ pub enum ClusterState {
     Foreign(String),
 }
 
+/// [`CLUSTER`]'s state on this machine, from `k3d cluster list -o json`; `None` when k3d
+/// does not answer (not installed, or Docker not running).
+pub fn listed_cluster_state(sh: &Shell) -> anyhow::Result<Option<ClusterState>> {
+    match cmd!(sh, "k3d cluster list -o json")
+        .quiet()
+        .ignore_stderr()
+        .read()
+    {
+        Ok(json) => cluster_state(&json).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
 /// [`CLUSTER`]'s state from the output of `k3d cluster list -o json`.
 pub fn cluster_state(list_json: &str) -> anyhow::Result<ClusterState> {
     #[derive(Deserialize)]

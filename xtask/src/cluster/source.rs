@@ -134,13 +134,8 @@ mod tests {
 
     #[test]
     fn the_git_server_manifest_serves_the_in_cluster_url() {
-        use serde::Deserialize as _;
-        let text = std::fs::read_to_string(crate::project_root().join(GIT_SERVER_MANIFEST))
+        let docs = super::super::documents(&crate::project_root().join(GIT_SERVER_MANIFEST))
             .expect("the git server manifest");
-        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-            .map(serde_yaml::Value::deserialize)
-            .collect::<Result<_, _>>()
-            .expect("YAML");
         let of = |kind: &str| {
             docs.iter()
                 .find(|d| d["kind"].as_str() == Some(kind))

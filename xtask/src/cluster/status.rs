@@ -13,6 +13,8 @@ use std::fmt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
 
+use super::str_at;
+
 /// A kind of object the platform is ready when every one of them is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -135,12 +137,6 @@ pub fn evaluate(kind: Kind, object: &DynamicObject) -> State {
         }),
         Kind::Deployment => deployment(object.data.get("spec"), status, generation),
     }
-}
-
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(key))
-        .and_then(Value::as_str)
 }
 
 /// Every condition of `status` as `Type=Status (Reason): message`.

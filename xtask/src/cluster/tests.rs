@@ -389,3 +389,21 @@ fn the_cluster_name_matches_the_k3d_config() {
         Some(super::CLUSTER)
     );
 }
+
+#[test]
+fn timeouts_read_as_people_write_them() {
+    let secs = std::time::Duration::from_secs;
+    for (text, want) in [
+        ("90s", secs(90)),
+        ("10m", secs(600)),
+        ("1h", secs(3600)),
+        ("1h30m", secs(5400)),
+        (" 600 ", secs(600)),
+    ] {
+        assert_eq!(super::parse_duration(text), Ok(want), "{text}");
+    }
+    for text in ["ten minutes", "10x", "-5m", ""] {
+        let error = super::parse_duration(text).expect_err(text);
+        assert!(error.contains(text.trim()), "{error}");
+    }
+}

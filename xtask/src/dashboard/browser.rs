@@ -17,7 +17,7 @@ use fantoccini::{ClientBuilder, Locator};
 use localstack::process::{Managed, wait_until};
 use serde::Deserialize;
 
-use super::in_ci;
+use crate::skips::in_ci;
 
 /// How to get the browser.
 const INSTALL: &str = "apt-get install chromium chromium-driver";

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use localstack::process::last_lines;
 use sha2::{Digest, Sha256};
 
 /// The Superset release, the same as the cluster's image.
@@ -60,14 +61,6 @@ fn python() -> String {
     std::env::var("FLIGHTDECK_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn cache_root() -> anyhow::Result<PathBuf> {
-    Ok(match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    }
-    .join("flightdeck"))
-}
-
 /// The installed Superset, installing it first when needed (minutes, with progress).
 pub fn ensure(root: &Path) -> anyhow::Result<Installed> {
     let requirements = root.join(REQUIREMENTS);
@@ -87,7 +80,7 @@ pub fn ensure(root: &Path) -> anyhow::Result<Installed> {
             .chain_update(version.as_bytes())
             .finalize(),
     );
-    let cache = cache_root()?;
+    let cache = localstack::tools::cache_dir()?;
     let installed = Installed {
         venv: cache.join(format!("superset-{VERSION}-{}", &fingerprint[..12])),
     };
@@ -274,18 +267,12 @@ fn create_template(installed: &Installed) -> anyhow::Result<()> {
             bail!(
                 "`superset {}` failed while creating the metadata template:\n{}",
                 args.join(" "),
-                tail(&String::from_utf8_lossy(&out.stderr), 20)
+                last_lines(&String::from_utf8_lossy(&out.stderr), 20)
             );
         }
     }
     std::fs::copy(&db, installed.template()).context("keep the metadata template")?;
     Ok(())
-}
-
-/// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// pip's progress: a spinner on a terminal, a line every 30 s otherwise.

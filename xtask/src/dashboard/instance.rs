@@ -14,10 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use localstack::process::Managed;
+use localstack::process::{Managed, last_lines};
 
 use super::export::{self, Export};
-use super::install::{Installed, tail};
+use super::install::Installed;
 
 /// The dashboard's slug, as the export names it.
 pub const SLUG: &str = "flightdeck";
@@ -221,7 +221,7 @@ fn prepare_metadata(installed: &Installed, dir: &Path) -> anyhow::Result<()> {
                 "`superset {}` failed on {}:\n{}",
                 args.join(" "),
                 db.display(),
-                tail(&String::from_utf8_lossy(&out.stderr), 20)
+                last_lines(&String::from_utf8_lossy(&out.stderr), 20)
             );
         }
     }
@@ -267,7 +267,7 @@ fn import(
             export::FILE,
             out.status,
             log.display(),
-            tail(&stderr, 20)
+            last_lines(&stderr, 20)
         );
     }
     bail!(

@@ -31,11 +31,6 @@ pub fn sqlalchemy_uri(url: &str) -> String {
     }
 }
 
-/// Whether this run must fail rather than skip when a tool is missing (`CI=true`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

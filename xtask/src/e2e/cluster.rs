@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use self::images::Builds;
-use self::reach::{forward, wait_drained};
+use self::reach::forward;
 use self::replay::ReplayJob;
 use super::landed::{self, Expected, Landed};
 use crate::cluster::status::Kind;
@@ -245,7 +245,7 @@ async fn replay_and_check(
 ) -> anyhow::Result<Landed> {
     let (at, _forwards) = forward(client).await?;
     let observer = Observer::connect(&at).await?;
-    wait_drained(&observer).await?;
+    observer.wait_drained(None, crate::e2e::DRAINED).await?;
     sqlx::query("TRUNCATE flight_data")
         .execute(&observer.pool)
         .await
@@ -262,13 +262,13 @@ async fn replay_and_check(
         summary.produced,
         expected.produced
     );
-    wait_drained(&observer).await?;
+    observer.wait_drained(None, crate::e2e::DRAINED).await?;
     let first = Landed::read_since(&observer, &at.bootstrap_servers, &since).await?;
     first.assert_matches(expected)?;
 
     eprintln!("e2e: replaying the same fixtures again");
     job.run(client, 2).await?;
-    wait_drained(&observer).await?;
+    observer.wait_drained(None, crate::e2e::DRAINED).await?;
     let second = Landed::read_since(&observer, &at.bootstrap_servers, &since).await?;
     second.assert_replay_changed_nothing(&first)?;
     Ok(first)

@@ -157,6 +157,11 @@ impl Landed {
         )
         .fetch_one(pool)
         .await?;
+        let mut dlq: Vec<DeadLetter> = read_dlq(bootstrap_servers, since)?
+            .into_iter()
+            .map(DeadLetter::from)
+            .collect();
+        dlq.sort();
         Ok(Self {
             rows,
             per_country: per_country
@@ -164,7 +169,7 @@ impl Landed {
                 .map(|(c, n)| (c.unwrap_or_else(|| "(none)".into()), n))
                 .collect(),
             first_rows,
-            dlq: read_dlq(bootstrap_servers, since)?,
+            dlq,
             table_digest,
         })
     }
@@ -224,12 +229,40 @@ impl Landed {
     }
 }
 
-fn read_dlq(bootstrap_servers: &str, since: &DlqOffsets) -> anyhow::Result<Vec<DeadLetter>> {
+/// One DLQ record as the broker stores it.
+#[derive(Debug, Clone)]
+pub struct DlqRecord {
+    /// The key, as the processor received it.
+    pub key: Vec<u8>,
+    /// The value, unchanged (or truncated, with `flightdeck.truncated`).
+    pub value: Vec<u8>,
+    /// The headers naming the reason and the source.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl From<DlqRecord> for DeadLetter {
+    fn from(record: DlqRecord) -> Self {
+        let header = |name: &str| record.headers.get(name).cloned().unwrap_or_default();
+        DeadLetter {
+            key: String::from_utf8_lossy(&record.key).into_owned(),
+            reason: header(flight_model::HEADER_REASON),
+            detail: header(flight_model::HEADER_DETAIL),
+            source_topic: header(flight_model::HEADER_SOURCE_TOPIC),
+            value: String::from_utf8_lossy(&record.value).into_owned(),
+        }
+    }
+}
+
+/// Every DLQ record after `since` (every one when `since` is empty), partition by
+/// partition; fails when the records there are not all read within a minute.
+pub fn read_dlq(bootstrap_servers: &str, since: &DlqOffsets) -> anyhow::Result<Vec<DlqRecord>> {
     let topic = flight_model::DLQ_TOPIC;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
-        .set("group.id", "flightdeck-e2e-reader")
+        .set("group.id", "flightdeck-dlq-reader")
         .set("enable.auto.commit", "false")
+        // DLQ records are up to 8 MiB (`max.message.bytes` of flights.dlq).
+        .set("fetch.message.max.bytes", "10485760")
         .create()?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -254,20 +287,20 @@ fn read_dlq(bootstrap_servers: &str, since: &DlqOffsets) -> anyhow::Result<Vec<D
             continue;
         };
         let m = message?;
-        let header = |name: &str| {
-            m.headers()
-                .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        out.push(DeadLetter {
-            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-            reason: header(flight_model::HEADER_REASON),
-            detail: header(flight_model::HEADER_DETAIL),
-            source_topic: header(flight_model::HEADER_SOURCE_TOPIC),
-            value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+        let headers = m
+            .headers()
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+                (h.key.to_owned(), value)
+            })
+            .collect();
+        out.push(DlqRecord {
+            key: m.key().unwrap_or_default().to_vec(),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers,
         });
     }
-    out.sort();
     Ok(out)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use super::services::Workspace;
 
@@ -26,12 +26,7 @@ pub struct Planned {
 /// Every image `cargo xtask images --superset` builds (one per service binary, then
 /// Superset's), without building.
 pub fn planned(sh: &Shell) -> Result<Vec<Planned>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let metadata = cmd!(sh, "{cargo} metadata --no-deps --format-version 1")
-        .quiet()
-        .read()
-        .context("run `cargo metadata` to find the services")?;
-    let workspace = Workspace::from_metadata(&metadata)?;
+    let workspace = Workspace::load(sh)?;
     let out = workspace.default_out();
     Ok(workspace
         .services

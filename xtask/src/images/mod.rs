@@ -81,12 +81,7 @@ impl Images {
         if self.push.is_some() {
             require_skopeo(sh)?;
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let metadata = cmd!(sh, "{cargo} metadata --no-deps --format-version 1")
-            .quiet()
-            .read()
-            .context("run `cargo metadata` to find the services")?;
-        let workspace = Workspace::from_metadata(&metadata)?;
+        let workspace = Workspace::load(sh)?;
         let selected = workspace.select(&self.services)?;
         let out = match self.out {
             // Relative to where the command was started, as a person typing it expects.
@@ -103,6 +98,7 @@ impl Images {
         let package_args = packages.iter().flat_map(|p| ["-p", p]);
         println!("==> building release binaries ({})", packages.join(", "));
         // NB: cargo prints its own errors; nothing has been written to `out` yet.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         cmd!(sh, "{cargo} build --release {package_args...}")
             .run()
             .context("build the release binaries")?;

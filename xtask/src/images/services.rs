@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use xshell::{Shell, cmd};
 
 /// One service binary, and so one image `flightdeck/<bin>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,16 @@ struct Target {
 }
 
 impl Workspace {
+    /// Runs `cargo metadata` for the workspace in `sh`'s directory.
+    pub fn load(sh: &Shell) -> Result<Self> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let metadata = cmd!(sh, "{cargo} metadata --no-deps --format-version 1")
+            .quiet()
+            .read()
+            .context("run `cargo metadata` to find the services")?;
+        Self::from_metadata(&metadata)
+    }
+
     /// Parses the output of `cargo metadata --no-deps --format-version 1`.
     pub fn from_metadata(json: &str) -> Result<Self> {
         let metadata: Metadata =

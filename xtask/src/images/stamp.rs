@@ -59,29 +59,14 @@ fn parse_epoch(value: &str) -> Result<u64> {
         .with_context(|| format!("`{value}` is not a whole number of seconds since 1970"))
 }
 
-/// Formats Unix seconds as RFC 3339 in UTC.
-///
-/// NB: a hand-written civil-from-days (Howard Hinnant's algorithm) instead of a date
-/// crate: this is the only date the xtask ever prints.
+/// Formats Unix seconds as RFC 3339 in UTC (`2022-04-08T04:37:39Z`); an instant past
+/// what jiff represents (year 9999) shows as its last second.
 pub fn rfc3339(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    // Shift the era to start on 0000-03-01 so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let at = i64::try_from(epoch)
+        .ok()
+        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]

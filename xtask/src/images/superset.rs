@@ -416,11 +416,7 @@ fn blob_path(digest: &str) -> String {
 
 /// The cache of base layouts and wheels: `~/.cache/flightdeck/images/`.
 pub fn cache_dir() -> Result<PathBuf> {
-    let cache = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    };
-    Ok(cache.join("flightdeck").join("images"))
+    Ok(localstack::tools::cache_dir()?.join("images"))
 }
 
 /// The base layout of `digest`, copied by digest with skopeo on first use into `cache`

@@ -19,7 +19,7 @@ use super::Finding;
 
 /// The workflows, `*.yml` and `*.yaml` under `.github/workflows`.
 pub fn workflows(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    super::files_with_extension(&root.join(".github/workflows"), &[".yaml", ".yml"])
+    crate::files::with_endings(&root.join(".github/workflows"), &[".yaml", ".yml"])
 }
 
 /// A rule on one file: its path relative to the root and its text.
@@ -52,7 +52,7 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<Finding>> {
         ));
     }
     for dir in [".github", ".devcontainer"] {
-        for path in super::files_with_extension(&root.join(dir), &[".yaml", ".yml", ".json"])? {
+        for path in crate::files::with_endings(&root.join(dir), &[".yaml", ".yml", ".json"])? {
             let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             for (i, line) in read(&path)?.lines().enumerate() {
                 if let Some(problem) = super::secrets::line_problem(line, false) {

@@ -292,7 +292,7 @@ pub fn check_terraform(
     unchecked: &mut BTreeSet<String>,
 ) -> anyhow::Result<()> {
     let mut files = Vec::new();
-    for path in super::files_with_extension(&root.join("infrastructure/terraform"), &[".tf"])? {
+    for path in crate::files::with_endings(&root.join("infrastructure/terraform"), &[".tf"])? {
         let text =
             std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();

@@ -42,7 +42,7 @@ mod terraform;
 mod tools;
 mod upstream;
 pub(crate) mod venv;
-mod yaml;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod tests;
@@ -230,35 +230,4 @@ fn superset_pin(
         )),
     }
     Ok(())
-}
-
-/// Every file under `dir` (recursively) whose name ends with one of `extensions`,
-/// sorted, skipping hidden directories such as `.terraform/`.
-fn files_with_extension(dir: &Path, extensions: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
-    use anyhow::Context as _;
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return Ok(out);
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("read directory {}", dir.display()))?;
-        for entry in entries {
-            let path = entry.context("read directory entry")?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if !name.starts_with('.') {
-                    stack.push(path);
-                }
-            } else if extensions.iter().any(|ext| name.ends_with(ext)) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

@@ -113,7 +113,7 @@ pub fn check_text_files(root: &Path) -> anyhow::Result<Vec<Finding>> {
         ".env",
     ];
     for dir in ["infrastructure", "dags"] {
-        for path in super::files_with_extension(&root.join(dir), &extensions)? {
+        for path in crate::files::with_endings(&root.join(dir), &extensions)? {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("read {}", path.display()))?;
             let rel = path.strip_prefix(root).unwrap_or(&path);

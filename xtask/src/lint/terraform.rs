@@ -56,7 +56,7 @@ fn attribute<'a>(block: &'a Block, name: &str) -> Option<(usize, &'a str)> {
 /// Findings of every `.tf` file under `root/infrastructure/terraform`.
 pub fn check(root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut all = Vec::new();
-    for path in super::files_with_extension(&root.join("infrastructure/terraform"), &[".tf"])? {
+    for path in crate::files::with_endings(&root.join("infrastructure/terraform"), &[".tf"])? {
         let text =
             std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();

@@ -14,8 +14,7 @@ use crate::skips::{self, install};
 
 /// Whether `tool` is on `PATH`.
 pub fn has_tool(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+    localstack::tools::on_path(tool).is_some()
 }
 
 /// Runs every tool-based check; `dags` includes the DAG import test.
@@ -84,8 +83,7 @@ pub fn run_all(sh: &Shell, root: &Path, dags: bool) -> anyhow::Result<Vec<Findin
 /// Renders every directory with a kustomization.yaml and checks the rendered images.
 pub fn kustomize(sh: &Shell, root: &Path) -> anyhow::Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    for path in super::files_with_extension(&root.join("infrastructure"), &["kustomization.yaml"])?
-    {
+    for path in crate::files::with_endings(&root.join("infrastructure"), &["kustomization.yaml"])? {
         let dir = path.parent().unwrap_or(root);
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         let out = cmd!(sh, "kubectl kustomize {dir}")

@@ -112,17 +112,9 @@ pub fn shared() -> anyhow::Result<&'static Upstream> {
         .map_err(|error| anyhow::anyhow!("{error}"))
 }
 
-fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// `$XDG_CACHE_HOME/flightdeck/upstream`, else `~/.cache/flightdeck/upstream`.
+/// `~/.cache/flightdeck/upstream` ([`localstack::tools::cache_dir`]).
 fn cache_dir() -> anyhow::Result<PathBuf> {
-    let cache = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    };
-    Ok(cache.join("flightdeck/upstream"))
+    Ok(localstack::tools::cache_dir()?.join("upstream"))
 }
 
 /// A file of a source, located.
@@ -219,7 +211,7 @@ pub fn load() -> anyhow::Result<Upstream> {
             missing.join("\n  "),
             cache.display()
         );
-        if is_ci() {
+        if crate::skips::in_ci() {
             bail!("{help}");
         }
         eprintln!("{help}");
@@ -229,7 +221,7 @@ pub fn load() -> anyhow::Result<Upstream> {
 
 /// The file's text when its sha256 is the pinned one.
 fn verified(wanted: &Wanted, bytes: &[u8]) -> Result<String, String> {
-    let got = hex(&Sha256::digest(bytes));
+    let got = format!("{:x}", Sha256::digest(bytes));
     if got != wanted.sha256 {
         return Err(format!(
             "sha256 is {got}, {} {} pins {}",
@@ -239,10 +231,6 @@ fn verified(wanted: &Wanted, bytes: &[u8]) -> Result<String, String> {
         ));
     }
     String::from_utf8(bytes.to_vec()).map_err(|_| "is not UTF-8".to_string())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum Fetched {

@@ -23,11 +23,7 @@ pub fn cached(sh: &Shell, name: &str, requirements: &Path, what: &str) -> anyhow
         .quiet()
         .read()
         .context("run python3 --version")?;
-    let cache = match std::env::var_os("XDG_CACHE_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    };
-    let dir = cache.join("flightdeck").join(format!(
+    let dir = localstack::tools::cache_dir()?.join(format!(
         "{name}-{:016x}",
         fingerprint(&(text + &python_version))
     ));

@@ -196,16 +196,28 @@ pub fn load_tree(root: &Path) -> anyhow::Result<Vec<YamlFile>> {
     let dir = root.join("infrastructure");
     // NB: the git source setting is not a Kubernetes object (see lint/source.rs).
     let setting = root.join(crate::cluster::source::SETTING);
-    super::files_with_extension(&dir, &[".yaml", ".yml"])?
+    crate::files::with_endings(&dir, &[".yaml", ".yml"])?
         .into_iter()
         .filter(|path| *path != setting)
-        .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("read {}", path.display()))?;
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            Ok(parse_file(rel, &text))
-        })
+        .map(|path| load_file(root, &path))
         .collect()
+}
+
+/// Reads and parses `path`; findings name it relative to `root`.
+pub fn load_file(root: &Path, path: &Path) -> anyhow::Result<YamlFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let rel = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    Ok(parse_file(rel, &text))
+}
+
+impl YamlFile {
+    /// The parsed documents, or the first syntax error as an error.
+    pub fn into_values(self) -> anyhow::Result<Vec<Value>> {
+        if let Some(error) = self.parse_errors.first() {
+            anyhow::bail!("{}:{}: {}", error.file.display(), error.line, error.message);
+        }
+        Ok(self.docs.into_iter().map(|doc| doc.value).collect())
+    }
 }
 
 /// Splits `text` into documents and parses each one.

@@ -122,13 +122,15 @@ pub fn unpack(layers: &[Vec<u8>], root: &Path) -> Result<(Vec<Entry>, u64)> {
     Ok((entries, uncompressed))
 }
 
-/// The full path of a host tool, searched on this process' PATH and the sbin dirs.
+/// The full path of a host tool, on this process' PATH or in the sbin dirs.
 fn which(tool: &str) -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
+    localstack::tools::on_path(tool)
+        .or_else(|| {
+            ["/usr/sbin", "/sbin"]
+                .map(|dir| Path::new(dir).join(tool))
+                .into_iter()
+                .find(|candidate| candidate.is_file())
+        })
         .with_context(|| format!("`{tool}` is not installed"))
 }
 

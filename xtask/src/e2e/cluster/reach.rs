@@ -2,15 +2,14 @@
 //! `kube`, and the processor's own database URL pointed through them.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 
 use super::{KAFKA_HOST_PORT, NAMESPACE};
 use crate::cluster::portforward::{self, Forward};
-use crate::pipeline::{Endpoints, Observer};
+use crate::pipeline::Endpoints;
 
 /// Port-forwards to the Postgres primary and the Kafka broker; the endpoints through them.
 pub async fn forward(client: &kube::Client) -> anyhow::Result<(Endpoints, Vec<Forward>)> {
@@ -81,17 +80,6 @@ fn through(uri: &str, local: SocketAddr) -> anyhow::Result<String> {
         .context("the database URI has no credentials")?;
     let path = uri[at..].find('/').map_or(uri.len(), |p| at + p);
     Ok(format!("{}@{local}{}", &uri[..at], &uri[path..]))
-}
-
-/// Until the table exists and the processor committed everything in `flights`.
-pub async fn wait_drained(observer: &Observer) -> anyhow::Result<()> {
-    for _ in 0..600 {
-        if observer.rows().await.is_some() && observer.lag()? == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("the processor in the cluster did not catch up within 120 s")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
+use localstack::process::last_lines;
 use serde_json::json;
 
 use super::{E2E_LABEL, FIXTURES_CONFIGMAP, NAMESPACE};
@@ -144,7 +145,7 @@ impl ReplayJob {
         ensure!(
             succeeded,
             "the replay Job {name} failed; its log:\n{}",
-            tail(&log)
+            last_lines(&log, 30)
         );
         // NB: the pod log interleaves stderr (the producer's log) with the summary line
         // on stdout: the last line that parses as a summary is it.
@@ -152,7 +153,12 @@ impl ReplayJob {
             .lines()
             .rev()
             .find_map(|line| serde_json::from_str(line.trim()).ok())
-            .with_context(|| format!("no summary line in the log of {name}:\n{}", tail(&log)))?;
+            .with_context(|| {
+                format!(
+                    "no summary line in the log of {name}:\n{}",
+                    last_lines(&log, 30)
+                )
+            })?;
         Ok((summary, pod))
     }
 }
@@ -183,12 +189,6 @@ async fn job_pod_and_log(client: &kube::Client, job: &str) -> anyhow::Result<(Po
         .await
         .with_context(|| format!("read the log of {name}"))?;
     Ok((pod, log))
-}
-
-/// The last 30 lines.
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 #[cfg(test)]

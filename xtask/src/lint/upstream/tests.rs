@@ -48,7 +48,7 @@ fn fetched_files_are_verified_before_they_are_cached() {
         );
     }
     let catalogue: Catalogue = toml::from_str(CATALOGUE).expect("the catalogue parses");
-    let sha = hex(&Sha256::digest(b"the file"));
+    let sha = format!("{:x}", Sha256::digest(b"the file"));
     let wanted: Vec<Wanted> = ["good", "tampered", "absent"]
         .into_iter()
         .map(|name| Wanted {
