@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::TopicPartitionList;
 use retry::Backoff;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
@@ -225,13 +225,12 @@ async fn connect_with(
     health: Arc<Health>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Arc<LoggedConsumer>> {
-    let consumer: LoggedConsumer = client_config(config, static_member).create_with_context(
-        Context {
+    let consumer: LoggedConsumer =
+        client_config(config, static_member).create_with_context(Context {
             metrics,
             health,
             ledger,
-        },
-    )?;
+        })?;
     let consumer = Arc::new(consumer);
     let mut attempt = 0;
     loop {

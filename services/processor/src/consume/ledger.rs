@@ -159,7 +159,8 @@ impl Ledger {
         let now = Instant::now();
         let offsets = self.with(|i| {
             let answered = i.in_flight == 0
-                || i.sent_at.is_none_or(|at| now.duration_since(at) > ANSWER_WITHIN);
+                || i.sent_at
+                    .is_none_or(|at| now.duration_since(at) > ANSWER_WITHIN);
             if !answered || i.not_before.is_some_and(|t| now < t) || i.durable.is_empty() {
                 return Offsets::new();
             }
@@ -215,7 +216,9 @@ impl Ledger {
             Ok(()) => tracing::debug!(offsets = ?names(offsets), "offsets committed"),
             // A rebalance in progress, the coordinator moving, the broker away: the
             // offsets go again with the next commit; the records stay durable anyway.
-            Err(error) => tracing::warn!(%error, offsets = ?names(offsets), "offset commit failed; retrying with the next commit"),
+            Err(error) => {
+                tracing::warn!(%error, offsets = ?names(offsets), "offset commit failed; retrying with the next commit")
+            }
         }
     }
 
@@ -230,7 +233,9 @@ impl Ledger {
     fn list(&self, offsets: &Offsets) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
         for (&partition, &(_, next)) in offsets {
-            if let Err(error) = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next)) {
+            if let Err(error) =
+                tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next))
+            {
                 tracing::error!(%error, partition, next, "cannot name the offset to commit");
             }
         }

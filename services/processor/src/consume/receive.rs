@@ -251,11 +251,7 @@ impl Receiver {
     /// instance id): a coordinator still waiting for a departed static member (tansu 0.6
     /// only expires members when a dynamic member joins or heartbeats) forms the group
     /// again once a dynamic member joins; the next rejoin is static again.
-    fn rejoin(
-        &mut self,
-        old: Arc<LoggedConsumer>,
-        rejoins: u64,
-    ) -> Result<Arc<LoggedConsumer>> {
+    fn rejoin(&mut self, old: Arc<LoggedConsumer>, rejoins: u64) -> Result<Arc<LoggedConsumer>> {
         let verdict = self.health.verdict(Instant::now(), Ok(()));
         let static_member = self.config.group_instance_id.is_some() && rejoins % 2 == 1;
         tracing::warn!(
