@@ -8,7 +8,8 @@
 //!   `--batch-size` records pushed into [`Rows`] and written with `--method`, one after
 //!   the other as the consume loop does.
 //! - `drain`: a consumer that only receives, in a fresh group, until it has seen every
-//!   record the topic held when it started: the broker's ceiling for any consumer.
+//!   record the topic held when it started, with the processor's fetch settings: the
+//!   broker's ceiling for the processor's consumer.
 //!
 //! Decoding the files into memory happens before the clock starts.
 
@@ -158,9 +159,9 @@ async fn linger(pool: PgPool) {
 
 fn drain(bootstrap: &str, topic: &str, group: &str, want: u64) -> anyhow::Result<(u64, f64)> {
     let started = Instant::now();
-    // NB: librdkafka's defaults otherwise, like the processor's consumer: this measures
-    // the broker, not a tuned client.
-    let consumer: BaseConsumer = ClientConfig::new()
+    // NB: the processor's fetch and prefetch settings, librdkafka's defaults otherwise:
+    // this measures what the broker gives the processor's consumer, not a tuned client.
+    let consumer: BaseConsumer = processor::consume::fetch_settings(&mut ClientConfig::new())
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")

@@ -1,40 +1,48 @@
-//! The consume loop: gather a batch, validate, write rows and DLQ records, then commit.
+//! The consume pipeline: a receive thread polls, decodes and validates records into the
+//! next batch while the writer writes the current one; offsets are committed
+//! asynchronously once a batch is durable.
+//!
+//! ```text
+//! receive thread ──(the next batch, handed over the moment the writer is free)──► writer
+//!   poll, decode, validate                                        COPY into flight_data,
+//!   rebalances, commits ◄──(durable offsets, via the ledger)─────  DLQ sends
+//! ```
 //!
 //! Offsets are committed only after the batch's rows are committed in PostgreSQL and its
-//! DLQ records are acknowledged (see the crate docs for the guarantee this gives). What a
-//! failure means is [`retry`]'s decision: a transient one (connection, timeout, shutdown,
-//! full disk) is retried with backoff while nothing is committed and `/readyz` says so; a
-//! permanent one (PostgreSQL refusing a value) splits the batch until the records at fault
-//! are isolated, and those go to the DLQ while the rest lands.
+//! DLQ records are acknowledged (see the crate docs for the guarantee this gives), in order
+//! per partition, and only for partitions this consumer still holds ([`ledger`]). The
+//! writer retries transient failures and isolates the records PostgreSQL refuses
+//! ([`write`]); batching is natural ([`receive`]).
 //!
 //! The member is static when `GROUP_INSTANCE_ID` is set, and a watchdog replaces the
 //! consumer when it sits idle while the group's work waits (see [`crate::health`]).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod batch;
+pub mod ledger;
+mod receive;
+pub mod write;
 
-use flight_model::validate::decode_and_validate;
-use flight_model::{FlightRecord, Rejection};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
-use retry::{Backoff, Class};
+use retry::Backoff;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::dlq::{Dlq, Rejected};
+use crate::dlq::Dlq;
 use crate::health::Health;
-use crate::metrics::{FailureLabel, Metrics, PartitionLabel, ReasonLabel};
-use crate::sink::Rows;
+use crate::metrics::{Metrics, PartitionLabel};
 use crate::{Config, Error, Result};
+use ledger::Ledger;
+pub use write::BatchOutcome;
 
 /// How long the broker keeps a silent member's partitions. NB: 30 s instead of
 /// librdkafka's 45 s: a static member restarted under its own name gets them back at
@@ -52,11 +60,12 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// How often the watchdog looks at [`Health`].
 const WATCHDOG: Duration = Duration::from_secs(1);
 
-/// Logs rebalances, reports them to [`Health`], and turns librdkafka's statistics into
-/// the consumer-lag gauge.
+/// Logs rebalances, reports them to [`Health`] and the [`Ledger`], hands commit results
+/// to the ledger, and turns librdkafka's statistics into the consumer-lag gauge.
 pub struct Context {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    ledger: Arc<Ledger>,
 }
 
 impl ClientContext for Context {
@@ -89,9 +98,18 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // What is durable of them is committed while they are still ours; batches of
+            // theirs still in the pipeline are written but never committed.
+            self.ledger.revoking(consumer, &ids(tpl));
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.ledger.assigned(&ids(tpl));
                 self.health.assigned(&ids(tpl));
                 tracing::info!(partitions = ?names(tpl), held = ?self.health.held(), "partitions assigned");
             }
@@ -104,6 +122,10 @@ impl ConsumerContext for Context {
         self.metrics
             .partitions_held
             .set(self.health.held().len() as i64);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.ledger.committed(result, offsets);
     }
 }
 
@@ -118,8 +140,8 @@ fn names(tpl: &TopicPartitionList) -> Vec<String> {
         .collect()
 }
 
-/// The consumer type the processor uses.
-pub type LoggedConsumer = StreamConsumer<Context>;
+/// The consumer type the processor uses: polled by the receive thread.
+pub type LoggedConsumer = BaseConsumer<Context>;
 
 /// The consumer's librdkafka settings; `static_member` uses `GROUP_INSTANCE_ID` when set.
 pub fn client_config(config: &Config, static_member: bool) -> ClientConfig {
@@ -145,12 +167,40 @@ pub fn client_config(config: &Config, static_member: bool) -> ClientConfig {
         )
         // Statistics every 5 s feed the consumer-lag gauge.
         .set("statistics.interval.ms", "5000");
+    fetch_settings(&mut c);
     if let Some(id) = config.group_instance_id.as_ref().filter(|_| static_member) {
         // Static membership (KIP-345): a restarted member with this id takes its old
         // place, partitions included, without a rebalance or a session timeout.
         c.set("group.instance.id", id);
     }
     c
+}
+
+/// How much the consumer fetches and keeps ahead of the pipeline. The bench's
+/// consume-only client uses the same, so the ceiling it measures is this consumer's.
+pub fn fetch_settings(c: &mut ClientConfig) -> &mut ClientConfig {
+    // How long the broker may hold a fetch while it has less than `fetch.min.bytes` (1)
+    // to send. NB: tansu 0.6 holds every fetch this long (half of it from 250 ms up),
+    // data or not, so this is the floor of produce → visible latency: librdkafka's 500 ms
+    // made every fetch take 250 ms. A broker with nothing new answers 40 times a second.
+    c.set("fetch.wait.max.ms", "25")
+        // The most one fetch response may carry, over all partitions, and per partition.
+        // NB: smaller than librdkafka's 50 MiB: a response is held in memory whole until
+        // its last record is polled. 1 MiB per partition is `flights`' largest record;
+        // a larger one still comes through (KIP-74), alone.
+        .set("fetch.max.bytes", (4 << 20).to_string())
+        .set("max.partition.fetch.bytes", (1 << 20).to_string())
+        // The prefetch queue: librdkafka fetches ahead until it holds this many records
+        // per partition or this many KiB in all. NB: the default (100,000 records, 64 MiB)
+        // filled while a batch was written and was most of the processor's 95 MiB peak;
+        // 8 MiB is about 20,000 real records, four batches at the default `BATCH_SIZE`,
+        // enough to keep the receive thread busy while the broker answers the next fetch.
+        .set("queued.min.messages", "10000")
+        .set("queued.max.messages.kbytes", "8192")
+        // How long a partition waits for its next fetch once the queue holds that much.
+        // NB: librdkafka's 1 s is made for queues ten times as deep: with these, every
+        // fetch of a fast partition stalled it for a second.
+        .set("fetch.queue.backoff.ms", "20")
 }
 
 /// Creates the consumer, waits until the broker answers (retrying with backoff and saying
@@ -162,8 +212,25 @@ pub async fn connect(
     health: Arc<Health>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Arc<LoggedConsumer>> {
+    let ledger = Arc::new(Ledger::new(&config.topic));
+    connect_with(config, static_member, ledger, metrics, health, stop).await
+}
+
+/// [`connect`], reporting to `ledger` (a rejoin keeps the one it had).
+async fn connect_with(
+    config: &Config,
+    static_member: bool,
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Arc<LoggedConsumer>> {
     let consumer: LoggedConsumer =
-        client_config(config, static_member).create_with_context(Context { metrics, health })?;
+        client_config(config, static_member).create_with_context(Context {
+            metrics,
+            health,
+            ledger,
+        })?;
     let consumer = Arc::new(consumer);
     let mut attempt = 0;
     loop {
@@ -197,27 +264,6 @@ pub async fn connect(
     Ok(consumer)
 }
 
-/// What one batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BatchOutcome {
-    /// Records in the batch.
-    pub records: u64,
-    /// Rows newly inserted.
-    pub inserted: u64,
-    /// Valid records whose row already existed.
-    pub duplicates: u64,
-    /// Records sent to the DLQ.
-    pub rejected: u64,
-}
-
-/// What one attempt to write some rows came to, once transient failures are behind it.
-enum Written {
-    /// Rows newly inserted.
-    Rows(u64),
-    /// PostgreSQL refused the data (a permanent error).
-    Refused(sqlx::Error),
-}
-
 /// The running pipeline.
 pub struct Pipeline {
     /// The configuration (to create a fresh consumer when rejoining).
@@ -233,374 +279,67 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Consumes until `stop` turns true, then writes and commits the batch in hand.
+    /// Consumes until `stop` turns true, then writes the batches in hand and commits
+    /// their offsets before it returns.
     pub async fn run(
         self,
-        mut consumer: Arc<LoggedConsumer>,
-        mut stop: watch::Receiver<bool>,
+        consumer: Arc<LoggedConsumer>,
+        stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let (batch_size, linger) = (self.config.batch_size, self.config.batch_linger());
-        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(batch_size);
-        let mut started = Instant::now();
-        let mut watchdog = tokio::time::interval(WATCHDOG);
-        let mut rejoins = 0_u64;
-        loop {
-            if *stop.borrow() {
-                break;
+        let ledger = consumer.context().ledger.clone();
+        // NB: capacity 1, and the receive thread only sends when the writer said it is
+        // free: one batch being written, one being gathered, nothing queued between.
+        let (batches, to_write) = mpsc::channel(1);
+        let (idle, from_writer) = std::sync::mpsc::channel();
+        let receiver = receive::Receiver {
+            config: self.config.clone(),
+            ledger: ledger.clone(),
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            stop: stop.clone(),
+            batches,
+            idle: from_writer,
+        };
+        let receiving = std::thread::Builder::new()
+            .name("receive".into())
+            .spawn(move || receiver.run(consumer))
+            .context("start the receive thread")?;
+        let writer = write::Writer {
+            dlq: self.dlq,
+            pool: self.pool,
+            ledger: ledger.clone(),
+            metrics: self.metrics,
+            health: self.health,
+        };
+        let written = writer.run(to_write, idle, stop).await;
+        let received = tokio::task::spawn_blocking(move || receiving.join())
+            .await
+            .context("join the receive thread")?;
+        let consumer = match received {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("the receive thread panicked"),
+        };
+        // Nobody polls any more, so no rebalance can come between this commit and its
+        // partitions. Closing the consumer waits for the broker: off the async threads.
+        let committed = tokio::task::spawn_blocking(move || {
+            let committed = ledger.commit_now(&consumer);
+            drop(consumer);
+            committed
+        })
+        .await
+        .context("commit the last offsets")?;
+        written?;
+        match committed {
+            Ok(()) => {
+                tracing::info!("processor stopped; every consumed record is written and committed")
             }
-            let deadline = tokio::time::Instant::from_std(started + linger);
-            let receiver = consumer.clone();
-            tokio::select! {
-                _ = stop.changed() => break,
-                () = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
-                    self.flush(&consumer, &mut batch, started, &mut stop).await?;
-                }
-                received = receiver.recv() => match received {
-                    Ok(message) => {
-                        self.health.received();
-                        // The fault suite counts redeliveries from these (trace level only).
-                        tracing::trace!(partition = message.partition(), offset = message.offset(), "record received");
-                        if batch.is_empty() {
-                            started = Instant::now();
-                        }
-                        batch.push(message.detach());
-                        if batch.len() >= batch_size {
-                            self.flush(&consumer, &mut batch, started, &mut stop).await?;
-                        }
-                    }
-                    Err(error) => {
-                        self.fenced(&consumer)?;
-                        tracing::warn!(%error, "kafka consume error");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                },
-                _ = watchdog.tick() => {
-                    self.fenced(&consumer)?;
-                    if batch.is_empty() && self.health.verdict(Instant::now(), Ok(())).rejoin {
-                        drop(receiver);
-                        rejoins += 1;
-                        consumer = self.rejoin(consumer, rejoins, &mut stop).await?;
-                    }
-                }
-            }
+            Err(error) => tracing::warn!(
+                %error,
+                "processor stopped; every consumed record is written, but committing the last \
+                 offsets failed: those records will be redelivered (and change nothing)"
+            ),
         }
-        if !batch.is_empty() {
-            self.flush(&consumer, &mut batch, started, &mut stop)
-                .await?;
-        }
-        tracing::info!("processor stopped; every consumed record is written and committed");
         Ok(())
     }
-
-    /// Fails when the broker fenced this member because another one uses its instance id.
-    fn fenced(&self, consumer: &LoggedConsumer) -> Result<()> {
-        match consumer.client().fatal_error() {
-            Some((RDKafkaErrorCode::FencedInstanceId, detail)) => Err(Error::Fenced {
-                id: self.config.group_instance_id.clone().unwrap_or_default(),
-                group: self.config.group_id.clone(),
-                detail,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Replaces the consumer with a fresh one; `rejoins` counts the replacements so far.
-    ///
-    /// NB: a fresh consumer rather than a re-subscription: re-subscribing keeps
-    /// librdkafka's member id and generation, the very state the broker disagrees about,
-    /// while a fresh consumer joins exactly as a restarted process does, which is what
-    /// brings a static member its partitions back. Every second rejoin is dynamic (no
-    /// instance id): a coordinator still waiting for a departed static member (tansu 0.6
-    /// only expires members when a dynamic member joins or heartbeats) forms the group
-    /// again once a dynamic member joins; the next rejoin is static again.
-    async fn rejoin(
-        &self,
-        old: Arc<LoggedConsumer>,
-        rejoins: u64,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Arc<LoggedConsumer>> {
-        let verdict = self.health.verdict(Instant::now(), Ok(()));
-        let static_member = self.config.group_instance_id.is_some() && rejoins % 2 == 1;
-        tracing::warn!(
-            held = ?self.health.held(),
-            rejoins,
-            static_member,
-            state = %verdict.details.replace('\n', "; "),
-            "idle while the group's work waits for longer than the session timeout: rejoining the group with a fresh consumer"
-        );
-        self.metrics.consumer_rejoins.inc();
-        self.metrics.partitions_held.set(0);
-        // Closing waits for the broker: off the async threads. The old member must be
-        // gone before the new one joins under the same instance id.
-        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-        self.health.rejoined(Instant::now());
-        connect(
-            &self.config,
-            static_member,
-            self.metrics.clone(),
-            self.health.clone(),
-            stop,
-        )
-        .await
-    }
-
-    /// Validates, writes and commits one batch.
-    pub async fn flush(
-        &self,
-        consumer: &Arc<LoggedConsumer>,
-        batch: &mut Vec<OwnedMessage>,
-        started: Instant,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<BatchOutcome> {
-        let now = unix_now();
-        let messages = std::mem::take(batch);
-        let ranges = offset_ranges(&messages);
-        tracing::debug!(records = messages.len(), offsets = %ranges, "batch received");
-        let mut rows = Rows::default();
-        let mut valid = Vec::new();
-        let mut rejected = Vec::new();
-        for (index, message) in messages.iter().enumerate() {
-            match verdict(message, now) {
-                Ok(record) => {
-                    rows.push(record);
-                    valid.push(index);
-                }
-                Err(rejection) => rejected.push(reject(message, &rejection)),
-            }
-        }
-        let written = rows.len() as u64;
-        let inserted = self
-            .write(rows, &messages, &valid, now, &mut rejected, stop)
-            .await?;
-        self.dlq.send_all(&rejected, stop).await?;
-        self.commit(consumer, next_offsets(&messages)).await;
-        let outcome = BatchOutcome {
-            records: messages.len() as u64,
-            inserted,
-            duplicates: (written - inserted).saturating_sub(
-                rejected
-                    .iter()
-                    .filter(|r| r.reason == "rejected_by_database")
-                    .count() as u64,
-            ),
-            rejected: rejected.len() as u64,
-        };
-        self.record(&outcome, &rejected, started, &ranges);
-        Ok(outcome)
-    }
-
-    /// Writes the valid records of a batch. A permanent error splits the rows in halves
-    /// until the records PostgreSQL refuses are isolated: those join `rejected` (reason
-    /// `rejected_by_database`) and every other row lands.
-    async fn write(
-        &self,
-        rows: Rows,
-        messages: &[OwnedMessage],
-        valid: &[usize],
-        now: i64,
-        rejected: &mut Vec<Rejected>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<u64> {
-        let mut inserted = 0;
-        let mut pending = vec![(rows, valid)];
-        while let Some((rows, part)) = pending.pop() {
-            match self.insert(&rows, stop).await? {
-                Written::Rows(n) => inserted += n,
-                Written::Refused(error) => {
-                    self.metrics
-                        .failures
-                        .get_or_create(&FailureLabel::new("write", Class::Permanent))
-                        .inc();
-                    if let [index] = part {
-                        let message = &messages[*index];
-                        let rejection = refused(&error);
-                        rejected.push(reject(message, &rejection));
-                    } else {
-                        tracing::warn!(%error, rows = part.len(), "PostgreSQL refused the rows with a data error: splitting them to isolate the records at fault");
-                        let (left, right) = part.split_at(part.len() / 2);
-                        pending.push((rows_of(messages, right, now), right));
-                        pending.push((rows_of(messages, left, now), left));
-                    }
-                }
-            }
-        }
-        Ok(inserted)
-    }
-
-    /// Inserts `rows`, retrying transient failures with backoff until they succeed or
-    /// shutdown is requested; `/readyz` reports the retry meanwhile.
-    async fn insert(&self, rows: &Rows, stop: &mut watch::Receiver<bool>) -> Result<Written> {
-        let mut attempt = 0;
-        loop {
-            let error = match rows.insert(&self.pool).await {
-                Ok(n) => {
-                    if attempt > 0 {
-                        tracing::info!(
-                            attempts = attempt + 1,
-                            "the batch is written after retrying"
-                        );
-                        self.health.retrying(None);
-                    }
-                    return Ok(Written::Rows(n));
-                }
-                Err(Error::Database(error)) if retry::postgres(&error) == Class::Permanent => {
-                    return Ok(Written::Refused(error));
-                }
-                Err(error) => error,
-            };
-            attempt += 1;
-            self.metrics
-                .failures
-                .get_or_create(&FailureLabel::new("write", Class::Transient))
-                .inc();
-            self.health
-                .retrying(Some(format!("writing {} rows: {error}", rows.len())));
-            let delay = Backoff::SERVICE.random_delay(attempt);
-            tracing::warn!(%error, rows = rows.len(), attempt, retry_in = ?delay, "writing the batch failed: retrying, nothing is committed meanwhile");
-            if !retry::sleep_unless_stopped(delay, stop).await {
-                return Err(Error::Interrupted("postgres"));
-            }
-        }
-    }
-
-    async fn commit(&self, consumer: &Arc<LoggedConsumer>, offsets: BTreeMap<(String, i32), i64>) {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in offsets {
-            if let Err(error) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {
-                tracing::error!(%error, topic, partition, "cannot name the offset to commit");
-            }
-        }
-        let consumer = consumer.clone();
-        let result =
-            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await;
-        match result {
-            Ok(Ok(())) => {}
-            // After a rebalance the partition belongs to another member, which starts
-            // from the last committed offset: the batch is redelivered and skipped as
-            // duplicates, so nothing is lost.
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "offset commit failed; the batch will be redelivered")
-            }
-            Err(error) => {
-                tracing::warn!(%error, "offset commit task failed; the batch will be redelivered")
-            }
-        }
-    }
-
-    fn record(
-        &self,
-        outcome: &BatchOutcome,
-        rejected: &[Rejected],
-        started: Instant,
-        ranges: &str,
-    ) {
-        let m = &self.metrics;
-        m.records_in.inc_by(outcome.records);
-        m.rows_written.inc_by(outcome.inserted);
-        m.duplicates_skipped.inc_by(outcome.duplicates);
-        for r in rejected {
-            m.rejected
-                .get_or_create(&ReasonLabel {
-                    reason: r.reason.into(),
-                })
-                .inc();
-        }
-        let elapsed = started.elapsed();
-        m.batch_duration.observe(elapsed.as_secs_f64());
-        tracing::info!(
-            records = outcome.records,
-            inserted = outcome.inserted,
-            duplicates = outcome.duplicates,
-            rejected = outcome.rejected,
-            offsets = ranges,
-            ms = elapsed.as_millis() as u64,
-            "batch committed"
-        );
-    }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn verdict(message: &OwnedMessage, now: i64) -> Result<FlightRecord, Rejection> {
-    match message.payload() {
-        Some(payload) => decode_and_validate(payload, now),
-        None => Err(Rejection::Malformed("the record has no value".into())),
-    }
-}
-
-/// The valid records at `indices`, decoded again (only after PostgreSQL refused a batch).
-fn rows_of(messages: &[OwnedMessage], indices: &[usize], now: i64) -> Rows {
-    let mut rows = Rows::default();
-    for &index in indices {
-        if let Ok(record) = verdict(&messages[index], now) {
-            rows.push(record);
-        }
-    }
-    rows
-}
-
-/// The rejection for a row PostgreSQL refused on its own.
-fn refused(error: &sqlx::Error) -> Rejection {
-    match error.as_database_error() {
-        Some(db) => Rejection::RejectedByDatabase {
-            sqlstate: db.code().map(|c| c.into_owned()).unwrap_or_default(),
-            message: db.message().to_owned(),
-        },
-        None => Rejection::RejectedByDatabase {
-            sqlstate: String::new(),
-            message: error.to_string(),
-        },
-    }
-}
-
-fn reject(message: &OwnedMessage, rejection: &Rejection) -> Rejected {
-    tracing::warn!(
-        reason = rejection.reason(),
-        detail = %rejection,
-        partition = message.partition(),
-        offset = message.offset(),
-        "record rejected"
-    );
-    Rejected {
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-        reason: rejection.reason(),
-        detail: rejection.to_string(),
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-    }
-}
-
-/// The offset to commit per partition: one past the last record of the batch.
-fn next_offsets(messages: &[OwnedMessage]) -> BTreeMap<(String, i32), i64> {
-    let mut offsets = BTreeMap::new();
-    for m in messages {
-        let next = offsets
-            .entry((m.topic().to_owned(), m.partition()))
-            .or_insert(0);
-        *next = (*next).max(m.offset() + 1);
-    }
-    offsets
-}
-
-/// `partition:first-last` per partition, e.g. `0:100-199 2:40-87`, for the batch logs.
-fn offset_ranges(messages: &[OwnedMessage]) -> String {
-    let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for m in messages {
-        let range = ranges
-            .entry(m.partition())
-            .or_insert((m.offset(), m.offset()));
-        range.0 = range.0.min(m.offset());
-        range.1 = range.1.max(m.offset());
-    }
-    ranges
-        .iter()
-        .map(|(p, (first, last))| format!("{p}:{first}-{last}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -130,7 +130,44 @@ static OPTIMISM_COOLDOWN: AtomicU32 = AtomicU32::new(0);
 /// also bounds the memory of a batch in flight.
 const SEND_CHUNK: usize = 64 * 1024;
 
+/// Applies `$op` to every column of a [`Rows`].
+macro_rules! each_column {
+    ($rows:expr, $op:ident $(, $arg:expr)?) => {{
+        let r = $rows;
+        r.icao24.$op($($arg)?);
+        r.callsign.$op($($arg)?);
+        r.origin_country.$op($($arg)?);
+        r.time_position.$op($($arg)?);
+        r.last_contact.$op($($arg)?);
+        r.longitude.$op($($arg)?);
+        r.latitude.$op($($arg)?);
+        r.baro_altitude.$op($($arg)?);
+        r.on_ground.$op($($arg)?);
+        r.velocity.$op($($arg)?);
+        r.true_track.$op($($arg)?);
+        r.vertical_rate.$op($($arg)?);
+        r.geo_altitude.$op($($arg)?);
+        r.squawk.$op($($arg)?);
+        r.spi.$op($($arg)?);
+        r.position_source.$op($($arg)?);
+        r.category.$op($($arg)?);
+        r.snapshot_time.$op($($arg)?);
+    }};
+}
+
 impl Rows {
+    /// An empty batch with room for `capacity` rows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut rows = Self::default();
+        each_column!(&mut rows, reserve, capacity);
+        rows
+    }
+
+    /// Removes every row, keeping the memory for the next batch.
+    pub fn clear(&mut self) {
+        each_column!(self, clear);
+    }
+
     /// Appends one record, moving its strings.
     pub fn push(&mut self, r: FlightRecord) {
         self.icao24.push(r.icao24);
