@@ -11,11 +11,19 @@
 //! it now, and the key makes that redelivery change nothing.
 //!
 //! Batches are written one after the other, so offsets become durable in order per
-//! partition; one commit at a time is in flight ([`Ledger::commit_due`]), so they also
-//! reach the broker in order, and a later batch's offsets never go out before an earlier
-//! batch is durable. The commits and the rebalance callbacks both run on the receive
-//! thread (librdkafka calls back from `poll`), so no revocation can slip in between
-//! checking a partition and committing it.
+//! partition, and a later batch's offsets never go out before an earlier batch is
+//! durable; they go out in that order on the one connection to the group coordinator,
+//! which handles them in order. The commits and the rebalance callbacks both run on the
+//! receive thread (librdkafka calls back from `poll`), so no revocation can slip in
+//! between checking a partition and committing it.
+//!
+//! NB: librdkafka reports nothing back for an asynchronous `rd_kafka_commit` when the
+//! client uses the event API, as rust-rdkafka's does (no `offset_commit_cb`, no reply
+//! queue: see `rd_kafka_cgrp_propagate_commit_result`), so no commit waits for an answer.
+//! Instead the last offsets sent go once more [`RESEND_AFTER`] later unless newer ones
+//! went out meanwhile: a commit lost to a coordinator moving or a rebalance is made good
+//! within seconds, and one lost twice only means those records are fetched again after a
+//! restart (the key absorbs them).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,8 +37,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::LoggedConsumer;
 use super::batch::Span;
 
-/// How long a commit may go unanswered before the next one is sent anyway.
-const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+/// How long after the last commit its offsets are sent once more (see the module docs).
+const RESEND_AFTER: Duration = Duration::from_secs(3);
 /// How long to wait before committing again after a commit failed.
 const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -45,12 +53,10 @@ struct Inner {
     held: BTreeMap<i32, u64>,
     /// Durable, not yet sent.
     durable: Offsets,
-    /// Sent, not yet answered.
+    /// The latest offsets sent, per partition.
     sent: Offsets,
-    /// Commits sent and not answered.
-    in_flight: u32,
-    /// When the last commit was sent.
-    sent_at: Option<Instant>,
+    /// When `sent` goes out once more, unless newer offsets go out before.
+    resend_at: Option<Instant>,
     /// No commit before this (after a failure).
     not_before: Option<Instant>,
 }
@@ -105,18 +111,19 @@ impl Ledger {
     /// they are forgotten (batches of theirs still being written are never committed).
     pub fn revoking(&self, consumer: &LoggedConsumer, partitions: &[i32]) {
         let last = self.with(|i| {
-            let offsets: Offsets = partitions
-                .iter()
-                .filter_map(|p| i.durable.remove(p).map(|o| (*p, o)))
-                .filter(|(p, (epoch, _))| i.held.get(p) == Some(epoch))
-                .collect();
+            // What was sent goes again too: that commit may have been lost.
+            let mut offsets = Offsets::new();
+            for p in partitions {
+                for o in [i.sent.remove(p), i.durable.remove(p)]
+                    .into_iter()
+                    .flatten()
+                {
+                    merge(&mut offsets, *p, o);
+                }
+            }
+            let offsets = committable(&i.held, offsets);
             for p in partitions {
                 i.held.remove(p);
-                i.sent.remove(p);
-            }
-            if !offsets.is_empty() {
-                i.in_flight += 1;
-                i.sent_at = Some(Instant::now());
             }
             offsets
         });
@@ -133,8 +140,7 @@ impl Ledger {
             i.held.clear();
             i.durable.clear();
             i.sent.clear();
-            i.in_flight = 0;
-            i.sent_at = None;
+            i.resend_at = None;
         });
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
@@ -148,32 +154,15 @@ impl Ledger {
         });
     }
 
-    /// Whether durable offsets wait for their commit (sent or not).
+    /// Whether durable offsets wait for their commit (or for its second sending).
     pub fn pending(&self) -> bool {
-        self.with(|i| !i.durable.is_empty() || i.in_flight > 0)
+        self.with(|i| !i.durable.is_empty() || i.resend_at.is_some())
     }
 
-    /// Sends the durable offsets of the partitions still held, asynchronously, unless a
-    /// commit is still unanswered (then they go with the next one, in order).
+    /// Sends the new durable offsets of the partitions still held, asynchronously; with
+    /// none new, sends the last ones once more when that is due (see the module docs).
     pub fn commit_due(&self, consumer: &LoggedConsumer) {
-        let now = Instant::now();
-        let offsets = self.with(|i| {
-            let answered = i.in_flight == 0
-                || i.sent_at
-                    .is_none_or(|at| now.duration_since(at) > ANSWER_WITHIN);
-            if !answered || i.not_before.is_some_and(|t| now < t) || i.durable.is_empty() {
-                return Offsets::new();
-            }
-            let offsets = committable(&i.held, std::mem::take(&mut i.durable));
-            if !offsets.is_empty() {
-                i.in_flight += 1;
-                i.sent_at = Some(now);
-                for (&p, &o) in &offsets {
-                    merge(&mut i.sent, p, o);
-                }
-            }
-            offsets
-        });
+        let offsets = self.with(|i| due(i, Instant::now()));
         if !offsets.is_empty() {
             self.send(consumer, offsets, CommitMode::Async);
         }
@@ -197,21 +186,17 @@ impl Ledger {
         Ok(())
     }
 
-    /// librdkafka's answer to an asynchronous commit.
+    /// librdkafka's answer to a commit, when it gives one (see the module docs).
     pub fn committed(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let failed = result.is_err();
-        self.with(|i| {
-            i.in_flight = i.in_flight.saturating_sub(1);
-            if failed {
+        if result.is_err() {
+            self.with(|i| {
                 // Sent again with the next commit, if the partition is still held then.
-                for (p, o) in std::mem::take(&mut i.sent) {
+                for (p, o) in i.sent.clone() {
                     merge(&mut i.durable, p, o);
                 }
                 i.not_before = Some(Instant::now() + AFTER_FAILURE);
-            } else if i.in_flight == 0 {
-                i.sent.clear();
-            }
-        });
+            });
+        }
         match result {
             Ok(()) => tracing::debug!(offsets = ?names(offsets), "offsets committed"),
             // A rebalance in progress, the coordinator moving, the broker away: the
@@ -224,9 +209,8 @@ impl Ledger {
 
     fn send(&self, consumer: &LoggedConsumer, offsets: Offsets, mode: CommitMode) {
         if let Err(error) = consumer.commit(&self.list(&offsets), mode) {
-            // Refused before it was sent (e.g. the consumer is closing): no callback follows.
+            // Refused before it was sent (e.g. the consumer is closing).
             tracing::warn!(%error, ?offsets, "offset commit refused; the records after the last committed offset will be redelivered");
-            self.with(|i| i.in_flight = i.in_flight.saturating_sub(1));
         }
     }
 
@@ -241,6 +225,27 @@ impl Ledger {
         }
         tpl
     }
+}
+
+/// What [`Ledger::commit_due`] sends at `now`: the new durable offsets of the partitions
+/// still held, else the last ones once more when their second sending is due.
+fn due(i: &mut Inner, now: Instant) -> Offsets {
+    if i.not_before.is_some_and(|t| now < t) {
+        return Offsets::new();
+    }
+    let offsets = committable(&i.held, std::mem::take(&mut i.durable));
+    if !offsets.is_empty() {
+        for (&p, &o) in &offsets {
+            merge(&mut i.sent, p, o);
+        }
+        i.resend_at = Some(now + RESEND_AFTER);
+        return offsets;
+    }
+    if i.resend_at.is_some_and(|t| now >= t) {
+        i.resend_at = None;
+        return committable(&i.held, i.sent.clone());
+    }
+    Offsets::new()
 }
 
 /// Keeps the later of two commits of a partition: a newer epoch wins, then the higher offset.
@@ -274,9 +279,13 @@ mod tests {
         Span { epoch, first, last }
     }
 
-    /// What `commit_due` would send, without a consumer.
-    fn due(ledger: &Ledger) -> Offsets {
-        ledger.with(|i| committable(&i.held, std::mem::take(&mut i.durable)))
+    /// What `commit_due` would send at `now`, without a consumer.
+    fn sent_at(ledger: &Ledger, now: Instant) -> Offsets {
+        ledger.with(|i| due(i, now))
+    }
+
+    fn sent_now(ledger: &Ledger) -> Offsets {
+        sent_at(ledger, Instant::now())
     }
 
     #[test]
@@ -287,7 +296,7 @@ mod tests {
         let spans = BTreeMap::from([(0, span(epochs[&0], 100, 199)), (1, span(epochs[&1], 7, 9))]);
         ledger.durable(&spans);
         assert_eq!(
-            due(&ledger),
+            sent_now(&ledger),
             Offsets::from([(0, (epochs[&0], 200)), (1, (epochs[&1], 10))])
         );
     }
@@ -299,7 +308,45 @@ mod tests {
         let e = ledger.epochs()[&0];
         ledger.durable(&BTreeMap::from([(0, span(e, 0, 99))]));
         ledger.durable(&BTreeMap::from([(0, span(e, 100, 149))]));
-        assert_eq!(due(&ledger), Offsets::from([(0, (e, 150))]));
+        assert_eq!(sent_now(&ledger), Offsets::from([(0, (e, 150))]));
+    }
+
+    #[test]
+    fn every_durable_batch_is_sent_at_once_without_waiting_for_an_answer() {
+        // librdkafka gives no answer to an asynchronous commit here: waiting for one
+        // held every commit after the first back.
+        let ledger = Ledger::new("flights");
+        ledger.assigned(&[0]);
+        let e = ledger.epochs()[&0];
+        ledger.durable(&BTreeMap::from([(0, span(e, 0, 9))]));
+        assert_eq!(sent_now(&ledger), Offsets::from([(0, (e, 10))]));
+        ledger.durable(&BTreeMap::from([(0, span(e, 10, 19))]));
+        assert_eq!(sent_now(&ledger), Offsets::from([(0, (e, 20))]));
+    }
+
+    #[test]
+    fn the_last_offsets_go_once_more_unless_newer_ones_went_out() {
+        let ledger = Ledger::new("flights");
+        ledger.assigned(&[0, 1]);
+        let epochs = ledger.epochs();
+        let start = Instant::now();
+        ledger.durable(&BTreeMap::from([(0, span(epochs[&0], 0, 9))]));
+        assert_eq!(sent_at(&ledger, start).len(), 1);
+        assert!(ledger.pending(), "the second sending is still owed");
+        assert_eq!(sent_at(&ledger, start + RESEND_AFTER / 2), Offsets::new());
+        // A newer batch of the other partition goes out: the resend covers both.
+        ledger.durable(&BTreeMap::from([(1, span(epochs[&1], 0, 4))]));
+        let later = start + RESEND_AFTER / 2;
+        assert_eq!(
+            sent_at(&ledger, later),
+            Offsets::from([(1, (epochs[&1], 5))])
+        );
+        assert_eq!(sent_at(&ledger, start + RESEND_AFTER), Offsets::new());
+        let both = Offsets::from([(0, (epochs[&0], 10)), (1, (epochs[&1], 5))]);
+        assert_eq!(sent_at(&ledger, later + RESEND_AFTER), both);
+        // Once only.
+        assert!(!ledger.pending());
+        assert_eq!(sent_at(&ledger, later + 10 * RESEND_AFTER), Offsets::new());
     }
 
     #[test]
@@ -313,15 +360,21 @@ mod tests {
             (0, span(epochs[&0], 0, 9)),
             (1, span(epochs[&1], 0, 9)),
         ]));
-        assert_eq!(due(&ledger), Offsets::from([(0, (epochs[&0], 10))]));
-        // ... or revoked and assigned again: the old assignment's offsets stay uncommitted.
+        assert_eq!(sent_now(&ledger), Offsets::from([(0, (epochs[&0], 10))]));
+        // ... or revoked and assigned again: the old assignment's offsets stay uncommitted,
+        // and are not sent again either.
         ledger.assigned(&[1]);
         ledger.durable(&BTreeMap::from([(1, span(epochs[&1], 10, 19))]));
-        assert_eq!(due(&ledger), Offsets::new());
+        assert_eq!(sent_now(&ledger), Offsets::new());
         let fresh = ledger.epochs()[&1];
         assert!(fresh > epochs[&1]);
         ledger.durable(&BTreeMap::from([(1, span(fresh, 0, 19))]));
-        assert_eq!(due(&ledger), Offsets::from([(1, (fresh, 20))]));
+        assert_eq!(sent_now(&ledger), Offsets::from([(1, (fresh, 20))]));
+        let resent = sent_at(&ledger, Instant::now() + RESEND_AFTER);
+        assert_eq!(
+            resent,
+            Offsets::from([(0, (epochs[&0], 10)), (1, (fresh, 20))])
+        );
     }
 
     #[test]
@@ -330,13 +383,8 @@ mod tests {
         ledger.assigned(&[0]);
         let e = ledger.epochs()[&0];
         ledger.durable(&BTreeMap::from([(0, span(e, 0, 9))]));
-        // As `commit_due` does, then the broker says no.
-        ledger.with(|i| {
-            let sent = committable(&i.held, std::mem::take(&mut i.durable));
-            i.sent = sent;
-            i.in_flight = 1;
-        });
-        assert!(ledger.pending());
+        assert_eq!(sent_now(&ledger).len(), 1);
+        // Should the broker's answer come and say no:
         ledger.committed(
             Err(rdkafka::error::KafkaError::ConsumerCommit(
                 rdkafka::types::RDKafkaErrorCode::RebalanceInProgress,
@@ -344,6 +392,9 @@ mod tests {
             &TopicPartitionList::new(),
         );
         ledger.durable(&BTreeMap::from([(0, span(e, 10, 14))]));
-        assert_eq!(due(&ledger), Offsets::from([(0, (e, 15))]));
+        assert_eq!(
+            sent_at(&ledger, Instant::now() + AFTER_FAILURE),
+            Offsets::from([(0, (e, 15))])
+        );
     }
 }
